@@ -1,0 +1,171 @@
+"""Gaussian score functions: Hermite tensors of x ~ N(mu, Sigma) (Janzamin, Sedghi, Anandkumar 2014).
+
+With z = Sigma^{-1}(x - mu) and P = Sigma^{-1}, the scores are the multivariate Hermite tensors
+  S1 = z,  S2 = z⊗z - P,  S3 = z⊗z⊗z - sym(z⊗P) (3 terms),
+  S4 = z^{⊗4} - sym(z⊗z⊗P) (6 terms) + sym(P⊗P) (3 terms).
+They are never formed: every method returns a sum over rows of w_r S_m(x_r) contracted with probe vectors,
+as matrix products over the rows plus the rank-one corrections, so the cost is O(rows · d · probes).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+
+from .._backend import DEFAULT_CHUNK_ROWS, iter_row_chunks
+
+__all__ = ["GaussianScore", "NonGaussianInputWarning"]
+
+_GAUSSIANITY_Z = 6.0
+
+
+class NonGaussianInputWarning(UserWarning):
+    """The input does not look Gaussian, so the Gaussian score makes Stein's lemma biased."""
+
+
+class GaussianScore:
+    """Score functions of N(mean, cov). Pass `mean`/`cov`, or leave them None and call `fit(X)`."""
+
+    def __init__(self, mean=None, cov=None):
+        self.mean = mean
+        self.cov = cov
+
+    # -- fitting ---------------------------------------------------------------------------------------
+    def fit(self, X, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> GaussianScore:
+        """Estimate the missing mean/covariance in one pass and test the Gaussian assumption (Mardia)."""
+        n, d = X.shape
+        total = np.zeros(d)
+        second = np.zeros((d, d))
+        for _, chunk, _ in iter_row_chunks(X, None, chunk_rows):
+            chunk = np.asarray(chunk, dtype=np.float64)
+            total += chunk.sum(axis=0)
+            second += chunk.T @ chunk
+        mean = total / n if self.mean is None else np.asarray(self.mean, dtype=np.float64).reshape(d)
+        if self.cov is None:
+            cov = second / n - np.outer(total / n, total / n)
+            cov = cov * n / max(n - 1, 1)
+        else:
+            cov = np.asarray(self.cov, dtype=np.float64)
+        if cov.shape != (d, d) or not np.allclose(cov, cov.T):
+            raise ValueError(f"cov must be a symmetric {d}x{d} matrix")
+        eigvals = np.linalg.eigvalsh(cov)
+        if eigvals[0] <= 1e-12 * max(eigvals[-1], 1e-300):
+            raise ValueError("the input covariance is singular (constant or collinear columns); drop or "
+                             "combine those columns before fitting")
+        self.mean_ = mean
+        self.cov_ = cov
+        self.precision_ = np.linalg.inv(cov)
+        self.precision_ = 0.5 * (self.precision_ + self.precision_.T)
+        self.n_features_in_ = d
+        self.gaussianity_ = self._mardia(X, chunk_rows)
+        if abs(self.gaussianity_["kurtosis_z"]) > _GAUSSIANITY_Z:
+            warnings.warn(
+                f"inputs do not look Gaussian (Mardia kurtosis {self.gaussianity_['kurtosis']:.1f} vs "
+                f"{d * (d + 2)} expected, z = {self.gaussianity_['kurtosis_z']:.1f}); the Gaussian score biases "
+                "the moment tensor. Consider a score for your input density (mixture, density or learned).",
+                NonGaussianInputWarning, stacklevel=2)
+        return self
+
+    def _mardia(self, X, chunk_rows: int) -> dict:
+        """Mardia's multivariate kurtosis E[((x-mu)^T P (x-mu))^2] = d(d+2) under normality."""
+        n, d = X.shape
+        total = 0.0
+        for _, chunk, _ in iter_row_chunks(X, None, chunk_rows):
+            centred = np.asarray(chunk, dtype=np.float64) - self.mean_
+            total += float(np.sum(np.einsum("ij,jk,ik->i", centred, self.precision_, centred) ** 2))
+        kurtosis = total / n
+        expected = d * (d + 2)
+        return {"kurtosis": kurtosis, "kurtosis_expected": float(expected),
+                "kurtosis_z": (kurtosis - expected) / np.sqrt(8.0 * expected / n)}
+
+    # -- contractions on a chunk of rows (torch) -------------------------------------------------------
+    def _whitened(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean = torch.as_tensor(self.mean_, dtype=X.dtype, device=X.device)
+        precision = torch.as_tensor(self.precision_, dtype=X.dtype, device=X.device)
+        return (X - mean) @ precision, precision
+
+    def contract_chunk(self, X: torch.Tensor, w: torch.Tensor, V: torch.Tensor, order: int) -> torch.Tensor:
+        """sum_r w_r S_order(x_r)(I, v, ..., v) for each column v of V: a (d, m) tensor."""
+        Z, P = self._whitened(X)
+        ZV = Z @ V
+        PV = P @ V
+        if order == 1:
+            return (Z.T @ w).unsqueeze(1).expand(-1, V.shape[1]).clone()
+        if order == 2:
+            return Z.T @ (w[:, None] * ZV) - PV * w.sum()
+        vPv = (V * PV).sum(dim=0)
+        if order == 3:
+            return (Z.T @ (w[:, None] * ZV**2) - (Z.T @ w)[:, None] * vPv
+                    - 2.0 * PV * (w @ ZV))
+        if order == 4:
+            return (Z.T @ (w[:, None] * ZV**3) - 3.0 * (Z.T @ (w[:, None] * ZV)) * vPv
+                    - 3.0 * PV * (w @ ZV**2) + 3.0 * PV * vPv * w.sum())
+        raise ValueError(f"order must be 1, 2, 3 or 4, got {order}")
+
+    def contract_pairs_chunk(self, X: torch.Tensor, w: torch.Tensor, U: torch.Tensor,
+                             W: torch.Tensor) -> torch.Tensor:
+        """sum_r w_r S3(x_r)(I, u_i, w_i) for column pairs (u_i, w_i): a (d, m) tensor."""
+        Z, P = self._whitened(X)
+        ZU, ZW = Z @ U, Z @ W
+        PU, PW = P @ U, P @ W
+        uPw = (U * PW).sum(dim=0)
+        return (Z.T @ (w[:, None] * ZU * ZW) - (Z.T @ w)[:, None] * uPw
+                - PU * (w @ ZW) - PW * (w @ ZU))
+
+    def project_chunk(self, X: torch.Tensor, w: torch.Tensor, Q: torch.Tensor, order: int) -> torch.Tensor:
+        """sum_r w_r S_order(x_r)(Q, ..., Q): a dense (k,)*order tensor, k = Q.shape[1]."""
+        Z, P = self._whitened(X)
+        Y = Z @ Q
+        G = Q.T @ P @ Q
+        s0 = w.sum()
+        if order == 2:
+            return Y.T @ (w[:, None] * Y) - s0 * G
+        if order == 3:
+            m1 = Y.T @ w
+            k = Y.shape[1]
+            pairs = (Y[:, :, None] * Y[:, None, :]).reshape(-1, k * k)
+            cubic = ((w[:, None] * Y).T @ pairs).reshape(k, k, k)
+            return cubic - _vec_times_pair(torch.einsum, m1, G)
+        if order == 4:
+            k = Y.shape[1]
+            pairs = (Y[:, :, None] * Y[:, None, :]).reshape(-1, k * k)
+            quartic = (pairs.T @ (w[:, None] * pairs)).reshape(k, k, k, k)
+            m2 = Y.T @ (w[:, None] * Y)
+            return quartic - _pair_times_pair(torch.einsum, m2, G) + s0 * _pairings(torch.einsum, G)
+        raise ValueError(f"order must be 2, 3 or 4 for a projected moment, got {order}")
+
+    # -- reference (tests, tiny d only) ----------------------------------------------------------------
+    def dense(self, x: np.ndarray, order: int) -> np.ndarray:
+        """The full tensor S_order(x) for one point x (for brute-force checks on tiny d)."""
+        z = self.precision_ @ (np.asarray(x, dtype=np.float64) - self.mean_)
+        P = self.precision_
+        outer = z
+        for _ in range(order - 1):
+            outer = np.multiply.outer(outer, z)
+        if order == 1:
+            return outer
+        if order == 2:
+            return outer - P
+        if order == 3:
+            return outer - _vec_times_pair(np.einsum, z, P)
+        if order == 4:
+            return outer - _pair_times_pair(np.einsum, np.outer(z, z), P) + _pairings(np.einsum, P)
+        raise ValueError(f"order must be 1, 2, 3 or 4, got {order}")
+
+
+def _vec_times_pair(einsum, a, G):
+    """a_i G_jk + a_j G_ik + a_k G_ij: the three placements of a vector beside a symmetric matrix."""
+    return einsum("a,bc->abc", a, G) + einsum("b,ac->abc", a, G) + einsum("c,ab->abc", a, G)
+
+
+def _pair_times_pair(einsum, M, G):
+    """The six placements of symmetric M beside symmetric G over four indices."""
+    return (einsum("ab,cd->abcd", M, G) + einsum("ac,bd->abcd", M, G) + einsum("ad,bc->abcd", M, G)
+            + einsum("bc,ad->abcd", M, G) + einsum("bd,ac->abcd", M, G) + einsum("cd,ab->abcd", M, G))
+
+
+def _pairings(einsum, G):
+    """G_ab G_cd + G_ac G_bd + G_ad G_bc: the three perfect pairings of four indices."""
+    return einsum("ab,cd->abcd", G, G) + einsum("ac,bd->abcd", G, G) + einsum("ad,bc->abcd", G, G)
