@@ -162,3 +162,15 @@ def test_projected_order4_is_symmetric():
     T = CrossMoment(X, y, order=4).project(np.linalg.qr(rng.standard_normal((4, 3)))[0])
     for perm in itertools.permutations(range(4)):
         np.testing.assert_allclose(np.transpose(T, perm), T, atol=1e-12)
+
+
+@pytest.mark.parametrize("order", [3, 4])
+def test_per_row_terms_sum_to_the_chunk_contraction(tiny_gaussian, order):
+    score, mean, cov, rng = tiny_gaussian
+    X = torch.tensor(rng.multivariate_normal(mean, cov, size=40))
+    w = torch.tensor(rng.standard_normal(40))
+    V = torch.tensor(rng.standard_normal((3, 2)))
+    rows = score.contract_rows(X, w, V, order)
+    np.testing.assert_allclose(rows.sum(dim=0), score.contract_chunk(X, w, V, order), atol=1e-10)
+    single = [score.contract_chunk(X[i:i + 1], w[i:i + 1], V, order) for i in range(3)]
+    np.testing.assert_allclose(rows[:3], torch.stack(single), atol=1e-12)

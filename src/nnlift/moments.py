@@ -55,21 +55,25 @@ class CrossMoment:
         self.y_mean = float(sum(float(to_tensor(c, self.device, torch.float64).sum())
                                 for _, c, _ in iter_row_chunks(y, None, self.chunk_rows)) / self.n_samples)
         self.passes = 0
+        self._finite_checked = False
 
     def _chunks(self):
         for start, X_chunk, y_chunk in iter_row_chunks(self.X, self.y, self.chunk_rows):
             X_t = to_tensor(X_chunk, self.device, self.dtype)
             y_t = to_tensor(y_chunk, self.device, self.dtype)
-            check_finite_chunk(X_t, "X", start)
-            check_finite_chunk(y_t, "y", start)
+            if not self._finite_checked:
+                check_finite_chunk(X_t, "X", start)
+                check_finite_chunk(y_t, "y", start)
             yield X_t, y_t - self.y_mean
 
     def _stream(self, per_chunk) -> np.ndarray:
+        """One pass: the mean over rows of per_chunk's sums (the first pass also checks the rows are finite)."""
         self.passes += 1
         total = None
         for X_t, w in self._chunks():
             part = per_chunk(X_t, w)
             total = part if total is None else total + part
+        self._finite_checked = True
         return (total / self.n_samples).to(torch.float64).cpu().numpy()
 
     def _probes(self, V) -> torch.Tensor:
@@ -105,6 +109,5 @@ class CrossMoment:
         rows = min(max_rows, self.n_samples)
         X_t = to_tensor(self.X[:rows], self.device, self.dtype)
         w = to_tensor(self.y[:rows], self.device, self.dtype) - self.y_mean
-        per_row = torch.stack([self.score.contract_chunk(X_t[i:i + 1], w[i:i + 1], V_t, self.order)
-                               for i in range(rows)])
+        per_row = self.score.contract_rows(X_t, w, V_t, self.order)
         return (per_row**2).sum(dim=1).mean(dim=0).to(torch.float64).cpu().numpy()

@@ -81,43 +81,72 @@ class GaussianScore:
                 "kurtosis_z": (kurtosis - expected) / np.sqrt(8.0 * expected / n)}
 
     # -- contractions on a chunk of rows (torch) -------------------------------------------------------
-    def _whitened(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mean = torch.as_tensor(self.mean_, dtype=X.dtype, device=X.device)
-        precision = torch.as_tensor(self.precision_, dtype=X.dtype, device=X.device)
-        return (X - mean) @ precision, precision
+    def _constants(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return (torch.as_tensor(self.mean_, dtype=X.dtype, device=X.device),
+                torch.as_tensor(self.precision_, dtype=X.dtype, device=X.device))
+
+    @staticmethod
+    def _z_times(X: torch.Tensor, mean: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
+        """Z @ B' with Z = (X - mu) P, given B = P B' already: X @ B minus the rank-one mean term."""
+        return X @ B - mean @ B
+
+    @staticmethod
+    def _zt_times(X: torch.Tensor, mean: torch.Tensor, precision: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
+        """Z^T @ A = P ((X - mu)^T A) without forming Z: one product over the rows plus a rank-one term."""
+        return precision @ (X.T @ A - torch.outer(mean, A.sum(dim=0)))
 
     def contract_chunk(self, X: torch.Tensor, w: torch.Tensor, V: torch.Tensor, order: int) -> torch.Tensor:
-        """sum_r w_r S_order(x_r)(I, v, ..., v) for each column v of V: a (d, m) tensor."""
-        Z, P = self._whitened(X)
-        ZV = Z @ V
+        """sum_r w_r S_order(x_r)(I, v, ..., v) for each column v of V: a (d, m) tensor.
+
+        Costs the three products X @ (P V), X^T @ (...) and a d x d x m one, never (X - mu) P itself.
+        """
+        mean, P = self._constants(X)
         PV = P @ V
+        ZV = self._z_times(X, mean, PV)
         if order == 1:
-            return (Z.T @ w).unsqueeze(1).expand(-1, V.shape[1]).clone()
+            return self._zt_times(X, mean, P, w[:, None]).expand(-1, V.shape[1]).clone()
         if order == 2:
-            return Z.T @ (w[:, None] * ZV) - PV * w.sum()
+            return self._zt_times(X, mean, P, w[:, None] * ZV) - PV * w.sum()
         vPv = (V * PV).sum(dim=0)
         if order == 3:
-            return (Z.T @ (w[:, None] * ZV**2) - (Z.T @ w)[:, None] * vPv
-                    - 2.0 * PV * (w @ ZV))
+            zt = self._zt_times(X, mean, P, torch.cat([w[:, None] * ZV**2, w[:, None]], dim=1))
+            return zt[:, :-1] - zt[:, -1:] * vPv - 2.0 * PV * (w @ ZV)
         if order == 4:
-            return (Z.T @ (w[:, None] * ZV**3) - 3.0 * (Z.T @ (w[:, None] * ZV)) * vPv
-                    - 3.0 * PV * (w @ ZV**2) + 3.0 * PV * vPv * w.sum())
+            zt = self._zt_times(X, mean, P, torch.cat([w[:, None] * ZV**3, w[:, None] * ZV], dim=1))
+            m = V.shape[1]
+            return (zt[:, :m] - 3.0 * zt[:, m:] * vPv - 3.0 * PV * (w @ ZV**2) + 3.0 * PV * vPv * w.sum())
         raise ValueError(f"order must be 1, 2, 3 or 4, got {order}")
+
+    def contract_rows(self, X: torch.Tensor, w: torch.Tensor, V: torch.Tensor, order: int) -> torch.Tensor:
+        """The per-row terms w_r S_order(x_r)(I, v, ..., v), shape (rows, d, m): for variance estimates."""
+        mean, P = self._constants(X)
+        Z = (X - mean) @ P
+        PV = P @ V
+        ZV = Z @ V
+        vPv = (V * PV).sum(dim=0)
+        if order == 3:
+            rows = Z[:, :, None] * (ZV**2 - vPv)[:, None, :] - 2.0 * PV[None] * ZV[:, None, :]
+        elif order == 4:
+            rows = (Z[:, :, None] * (ZV**3 - 3.0 * ZV * vPv)[:, None, :]
+                    - 3.0 * PV[None] * (ZV**2 - vPv)[:, None, :])
+        else:
+            raise ValueError(f"per-row contractions are implemented for orders 3 and 4, got {order}")
+        return w[:, None, None] * rows
 
     def contract_pairs_chunk(self, X: torch.Tensor, w: torch.Tensor, U: torch.Tensor,
                              W: torch.Tensor) -> torch.Tensor:
         """sum_r w_r S3(x_r)(I, u_i, w_i) for column pairs (u_i, w_i): a (d, m) tensor."""
-        Z, P = self._whitened(X)
-        ZU, ZW = Z @ U, Z @ W
+        mean, P = self._constants(X)
         PU, PW = P @ U, P @ W
+        ZU, ZW = self._z_times(X, mean, PU), self._z_times(X, mean, PW)
         uPw = (U * PW).sum(dim=0)
-        return (Z.T @ (w[:, None] * ZU * ZW) - (Z.T @ w)[:, None] * uPw
-                - PU * (w @ ZW) - PW * (w @ ZU))
+        zt = self._zt_times(X, mean, P, torch.cat([w[:, None] * ZU * ZW, w[:, None]], dim=1))
+        return zt[:, :-1] - zt[:, -1:] * uPw - PU * (w @ ZW) - PW * (w @ ZU)
 
     def project_chunk(self, X: torch.Tensor, w: torch.Tensor, Q: torch.Tensor, order: int) -> torch.Tensor:
         """sum_r w_r S_order(x_r)(Q, ..., Q): a dense (k,)*order tensor, k = Q.shape[1]."""
-        Z, P = self._whitened(X)
-        Y = Z @ Q
+        mean, P = self._constants(X)
+        Y = self._z_times(X, mean, P @ Q)
         G = Q.T @ P @ Q
         s0 = w.sum()
         if order == 2:

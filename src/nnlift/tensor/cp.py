@@ -1,0 +1,233 @@
+"""Symmetric CP decomposition T = sum_j lambda_j a_j^{⊗m} of a dense tensor or a symmetric operator.
+
+The first-layer step of NN-LIFT (Janzamin, Sedghi & Anandkumar 2015, Algorithm 1, with T = E[y · S_m(x)]):
+  1. a k-dimensional basis Q of span{a_j}: whitening by a PSD second moment if one is given and usable, the
+     block power range finder on the operator otherwise (the identity when d = k); for method="power", the span
+     of the factors found by the robust tensor power method run implicitly on the operator;
+  2. the projected tensor T_P = T(Q, ..., Q) (one `project` call) and its decomposition by Jennrich and/or the
+     tensor power method, each polished by ALS; the lowest relative residual on T_P wins;
+  3. factors a_j = Q b_j lifted back and refined on the full operator (`refine_iter`).
+Every `contract`/`project` call on the operator is counted in diagnostics["passes"].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ._multilinear import (
+    canonicalize,
+    contract_dense,
+    fit_weights,
+    normalize_columns,
+    project_dense,
+    relative_residual,
+    symmetrize,
+)
+from .als import symmetric_als
+from .jennrich import jennrich_cp
+from .operator import DenseSymmetricTensor, as_operator
+from .power import tensor_power_method
+from .refine import refine_on_operator
+from .subspace import NotWhitenableError, range_finder, whiten
+
+__all__ = ["cp_symmetric", "CPResult", "METHODS"]
+
+METHODS = ("auto", "power", "jennrich", "als")
+
+
+@dataclass
+class CPResult:
+    """Weights (rank,) sorted by |weight| descending, unit factors (d, rank), and diagnostics.
+
+    Unpacks as `weights, factors = result`.
+    """
+
+    weights: np.ndarray
+    factors: np.ndarray
+    diagnostics: dict = field(default_factory=dict)
+
+    def __iter__(self):
+        return iter((self.weights, self.factors))
+
+
+class _CountedOperator:
+    """The caller's operator with every call counted and its output checked for shape and finiteness."""
+
+    def __init__(self, op):
+        self.op, self.dim, self.order, self.passes = op, int(op.dim), int(op.order), 0
+
+    def contract(self, V: np.ndarray) -> np.ndarray:
+        return self._checked(self.op.contract(V), V.shape, "contract")
+
+    def project(self, Q: np.ndarray) -> np.ndarray:
+        return self._checked(self.op.project(Q), (Q.shape[1],) * self.order, "project")
+
+    def _checked(self, out, shape: tuple, name: str) -> np.ndarray:
+        self.passes += 1
+        out = np.asarray(out, dtype=np.float64)
+        if out.shape != shape:
+            raise ValueError(f"the operator's {name} returned shape {out.shape}, expected {shape}")
+        if not np.all(np.isfinite(out)):
+            raise ValueError(f"the operator's {name} returned NaN or inf; check its data for non-finite values")
+        return out
+
+
+def cp_symmetric(T, rank: int, method: str = "auto", random_state=None, *, second_moment=None,
+                 n_restarts: int = 10, n_iter: int = 100, tol: float = 1e-10, oversample: int = 5,
+                 subspace_iter: int = 4, refine_iter: int = 10, verbose: int = 0) -> CPResult:
+    """Rank-`rank` symmetric CP of T, a dense (d,)*m array (m in {3, 4}) or a `SymmetricOperator`.
+
+    method: "auto" (Jennrich and power method on the projected tensor, each polished by ALS, lowest residual
+    wins), "jennrich", "als" (ALS from `n_restarts` random starts), or "power" (robust tensor power method run
+    implicitly on the operator with deflation, `n_restarts` starts and up to 2 * `n_iter` calls per component).
+    second_moment: optional PSD M2 = sum_j w_j a_j a_j^T; used to whiten when it is numerically PSD of rank
+    `rank`, ignored otherwise (diagnostics["whitening"] says which).
+    n_iter bounds power iterations and ALS sweeps; tol is their stopping tolerance and refinement's; oversample
+    and subspace_iter set the range finder's extra probes and contract calls; refine_iter the refinement updates
+    on the full operator (each one contract call, plus one to fit the final weights).
+    Same random_state, same result.
+    """
+    op = _CountedOperator(as_operator(T))
+    _check_params(op.dim, rank, method, n_restarts, n_iter, tol, oversample, subspace_iter, refine_iter)
+    rng = np.random.default_rng(random_state)
+    diagnostics = {"method": method, "order": op.order, "whitening": None, "subspace_singular_values": None,
+                   "subspace_gap": None, "iterations": {}}
+    whitening = _whitening(second_moment, rank, op.dim, diagnostics)
+
+    power_factors = None
+    if whitening is not None:
+        Q, subspace = whitening.basis, "whitening"
+        _record_spectrum(diagnostics, np.abs(whitening.eigenvalues), rank)
+    elif method == "power":
+        power_weights, power_factors, calls = tensor_power_method(op, rank, rng, n_restarts=n_restarts,
+                                                                  n_iter=n_iter, tol=tol)
+        diagnostics["iterations"]["power"] = calls
+        Q, subspace = np.linalg.qr(power_factors)[0], "power_factors"
+    elif op.dim == rank:
+        Q, subspace = np.eye(rank), "identity"
+    else:
+        Q, singular_values = range_finder(op, rank, rng, oversample=oversample, n_iter=subspace_iter)
+        diagnostics["iterations"]["subspace"] = subspace_iter
+        _record_spectrum(diagnostics, singular_values, rank)
+        subspace = "range_finder"
+    diagnostics["subspace"] = subspace
+    _log(verbose, f"subspace: {subspace}, gap {diagnostics['subspace_gap']}, {op.passes} passes")
+
+    projected = symmetrize(op.project(Q))
+    if not np.any(projected):
+        raise ValueError("the tensor is zero on the estimated subspace, so there is nothing to decompose; "
+                         "check that the tensor (or the data behind the operator) is not identically zero")
+    if power_factors is not None:
+        coefficients = Q.T @ power_factors
+        candidates = {"power": (fit_weights(coefficients, contract_dense(projected, coefficients), op.order)[0],
+                                coefficients)}
+    else:
+        scales = None if whitening is None else whitening.scales
+        candidates = _small_candidates(projected, rank, method, rng, scales, n_restarts, n_iter, tol)
+    weights, coefficients, decomposer = _polish(projected, candidates, n_iter, tol, diagnostics)
+    _log(verbose, f"projected fit: {decomposer}, residual {diagnostics['candidate_residuals'][decomposer]:.3g}")
+
+    factors = Q @ coefficients
+    if refine_iter > 0:
+        weights, factors, calls = refine_on_operator(op, factors, n_iter=refine_iter, tol=tol)
+        diagnostics["iterations"]["refine"] = calls
+    diagnostics["decomposer"] = decomposer
+    diagnostics["residual"] = relative_residual(projected, weights, Q.T @ factors)
+    diagnostics["passes"] = op.passes
+    _log(verbose, f"done: residual {diagnostics['residual']:.3g}, {op.passes} passes")
+    weights, factors = canonicalize(weights, factors, op.order)
+    return CPResult(weights, factors, diagnostics)
+
+
+def _small_candidates(projected, rank, method, rng, scales, n_restarts, n_iter, tol) -> dict:
+    """Starting (weights, unit coefficient vectors in the Q basis) per decomposer, before ALS polishing.
+
+    With whitening scales s the decomposers see the orthogonally decomposable T_P(D, ..., D), D = diag(s)^{-1/2},
+    and their factors b map back to D^{-1} b.
+    """
+    order = projected.ndim
+    target = projected if scales is None else project_dense(projected, np.diag(scales ** -0.5))
+    names = ("jennrich", "power") if method == "auto" else (method,)
+    candidates = {}
+    for name in names:
+        if name == "jennrich":
+            found = jennrich_cp(target, rank, rng, n_pencils=n_restarts)[1]
+        elif name == "power":
+            found = tensor_power_method(DenseSymmetricTensor(target), rank, rng, n_restarts=n_restarts,
+                                        n_iter=n_iter, tol=tol)[1]
+        else:
+            found = _best_random_als(target, rank, rng, n_restarts, n_iter, tol)
+        if scales is not None:
+            found = normalize_columns(found * np.sqrt(scales)[:, None])
+        candidates[name] = (fit_weights(found, contract_dense(projected, found), order)[0], found)
+    return candidates
+
+
+def _best_random_als(T, rank, rng, n_restarts, n_iter, tol) -> np.ndarray:
+    """Factors of the best of `n_restarts` ALS runs from random unit starts."""
+    best = None
+    for _ in range(n_restarts):
+        start = normalize_columns(rng.standard_normal((T.shape[0], rank)))
+        weights = fit_weights(start, contract_dense(T, start), T.ndim)[0]
+        _, factors, residual, _ = symmetric_als(T, weights, start, n_iter=n_iter, tol=tol)
+        if best is None or residual < best[1]:
+            best = (factors, residual)
+    return best[0]
+
+
+def _polish(projected, candidates, n_iter, tol, diagnostics) -> tuple[np.ndarray, np.ndarray, str]:
+    """ALS-polish every candidate on T_P and keep the lowest residual; records residuals and sweeps."""
+    residuals, sweeps, best = {}, {}, None
+    for name, (weights, coefficients) in candidates.items():
+        weights, coefficients, residuals[name], sweeps[name] = symmetric_als(projected, weights, coefficients,
+                                                                   n_iter=n_iter, tol=tol)
+        if best is None or residuals[name] < residuals[best[2]]:
+            best = (weights, coefficients, name)
+    diagnostics["candidate_residuals"] = residuals
+    diagnostics["iterations"]["als"] = sweeps
+    return best
+
+
+def _whitening(second_moment, rank, dim, diagnostics):
+    """The whitening of `second_moment`, or None (absent, or rejected with the reason in diagnostics)."""
+    if second_moment is None:
+        return None
+    if np.shape(second_moment) != (dim, dim):
+        raise ValueError(f"second_moment must have shape ({dim}, {dim}) to match the tensor, got "
+                         f"{np.shape(second_moment)}")
+    try:
+        whitening = whiten(second_moment, rank)
+    except NotWhitenableError as exc:
+        diagnostics["whitening"] = f"rejected: {exc}"
+        return None
+    diagnostics["whitening"] = "used"
+    return whitening
+
+
+def _record_spectrum(diagnostics, values, rank) -> None:
+    """Subspace singular values (or M2 eigenvalue magnitudes) and the gap s_k / s_{k+1} (inf if s_{k+1} = 0)."""
+    diagnostics["subspace_singular_values"] = values
+    if len(values) > rank:
+        diagnostics["subspace_gap"] = float(values[rank - 1] / values[rank]) if values[rank] > 0 else np.inf
+
+
+def _check_params(dim, rank, method, n_restarts, n_iter, tol, oversample, subspace_iter, refine_iter) -> None:
+    if not isinstance(rank, int | np.integer) or not 1 <= rank <= dim:
+        raise ValueError(f"rank must be an integer between 1 and the dimension d={dim}, got {rank!r}; this "
+                         "decomposition recovers at most d linearly independent components")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    counts = {"n_restarts": (n_restarts, 1), "n_iter": (n_iter, 1), "oversample": (oversample, 0),
+              "subspace_iter": (subspace_iter, 1), "refine_iter": (refine_iter, 0)}
+    for name, (value, low) in counts.items():
+        if not isinstance(value, int | np.integer) or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    if not (isinstance(tol, int | float) and np.isfinite(tol) and tol > 0):
+        raise ValueError(f"tol must be a positive finite number, got {tol!r}")
+
+
+def _log(verbose: int, message: str) -> None:
+    if verbose:
+        print(f"[cp_symmetric] {message}")

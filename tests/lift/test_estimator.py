@@ -1,0 +1,97 @@
+"""LiftRegressor / LiftClassifier end to end on planted teachers, plus bad input and sklearn conformance."""
+
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from nnlift import LiftClassifier, LiftRegressor
+from nnlift.datasets import make_teacher
+from nnlift.lift import NNLiftWarning
+from nnlift.metrics import weight_recovery
+
+
+@pytest.fixture(scope="module")
+def tanh_teacher():
+    return make_teacher(200_000, 10, 3, "tanh", noise=0.05, weight_scale=2.0, random_state=0, n_test=20_000)
+
+
+def test_tensor_start_recovers_first_layer_and_finetune_reaches_noise_floor(tanh_teacher):
+    t = tanh_teacher
+    start = LiftRegressor(3, activation="tanh", finetune=False, random_state=0).fit(t.X, t.y)
+    assert weight_recovery(t.first_layer, start.first_layer_).min > 0.97
+    tuned = LiftRegressor(3, activation="tanh", random_state=0, max_rows=50_000).fit(t.X, t.y)
+    assert weight_recovery(t.first_layer, tuned.first_layer_).min > 0.999
+    mse = np.mean((tuned.predict(t.X_test) - t.y_test) ** 2)
+    assert mse < 1.1 * t.noise_var
+    diag = tuned.diagnostics_
+    assert diag["order"] == 3 and diag["samples_needed"] < len(t.y) and diag["warnings"] == []
+    assert diag["finetune"]["final_loss"] <= diag["finetune"]["initial_loss"]
+
+
+def test_same_seed_same_model_and_inputs_untouched(tanh_teacher):
+    X, y = tanh_teacher.X[:30_000].copy(), tanh_teacher.y[:30_000].copy()
+    X0, y0 = X.copy(), y.copy()
+    a = LiftRegressor(3, activation="tanh", finetune=False, random_state=3).fit(X, y)
+    b = LiftRegressor(3, activation="tanh", finetune=False, random_state=3).fit(X, y)
+    np.testing.assert_array_equal(a.first_layer_, b.first_layer_)
+    np.testing.assert_array_equal(X, X0)
+    np.testing.assert_array_equal(y, y0)
+
+
+def test_too_few_samples_warns_with_the_number_needed():
+    t = make_teacher(2_000, 10, 3, "sigmoid", random_state=1)
+    with pytest.warns(NNLiftWarning, match="rows are needed"):
+        model = LiftRegressor(3, finetune=False, random_state=0).fit(t.X, t.y)
+    assert model.diagnostics_["samples_needed"] > 2_000
+
+
+@pytest.mark.parametrize(
+    ("X", "y", "message"),
+    [
+        (np.ones(50), np.ones(50), "2D array"),
+        (np.random.default_rng(0).standard_normal((50, 3)), np.ones(49), "inconsistent numbers of samples"),
+        (np.full((50, 3), np.nan), np.ones(50), "NaN"),
+    ],
+)
+def test_bad_input_is_refused(X, y, message):
+    with pytest.raises(ValueError, match=message):
+        LiftRegressor(2).fit(X, y)
+
+
+def test_more_hidden_units_than_features_is_refused():
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="n_hidden=5 exceeds n_features=3"):
+        LiftRegressor(5).fit(rng.standard_normal((500, 3)), rng.standard_normal(500))
+
+
+def test_too_few_rows_for_any_moment_is_refused():
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="n_samples=10 is too few"):
+        LiftRegressor(2).fit(rng.standard_normal((10, 5)), rng.standard_normal(10))
+
+
+def test_classifier_on_a_planted_binary_teacher():
+    t = make_teacher(60_000, 8, 3, "tanh", noise=0.0, weight_scale=2.0, random_state=2, n_test=5_000)
+    labels, test_labels = (t.y > np.median(t.y)).astype(int), (t.y_test > np.median(t.y)).astype(int)
+    model = LiftClassifier(3, activation="tanh", random_state=0, max_rows=20_000).fit(t.X, labels)
+    assert model.score(t.X_test, test_labels) > 0.95
+    np.testing.assert_allclose(model.predict_proba(t.X_test[:5]).sum(axis=1), 1.0)
+
+
+def test_multiclass_labels_are_kept():
+    t = make_teacher(20_000, 6, 2, "tanh", noise=0.0, random_state=3)
+    labels = np.digitize(t.y, np.quantile(t.y, [1 / 3, 2 / 3]))
+    names = np.array(["low", "mid", "high"])[labels]
+    model = LiftClassifier(2, activation="tanh", random_state=0, max_iter=50).fit(t.X, names)
+    assert set(model.predict(t.X[:200])) <= {"low", "mid", "high"}
+    assert model.score(t.X, names) > 0.8
+
+
+@parametrize_with_checks([LiftRegressor(2, max_iter=20, random_state=0),
+                          LiftClassifier(2, max_iter=20, random_state=0)])
+def test_sklearn_conformance(estimator, check):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NNLiftWarning)
+        check(estimator)
