@@ -104,6 +104,16 @@ def test_lbfgs_from_perturbed_truth_converges_back():
     assert np.abs(_flat(params) - _flat(true)).max() < 1e-4
 
 
+def test_fortran_ordered_init_is_accepted():
+    X, y, true = _teacher(n=200)
+    init = _perturb(true, 0.1, seed=6)
+    fortran = TwoLayerParams(np.asfortranarray(init.first_layer), init.bias, init.coef, init.intercept)
+    assert not fortran.first_layer.flags.c_contiguous
+    a, _ = train_two_layer(X, y, fortran, "sigmoid", max_iter=5)
+    b, _ = train_two_layer(X, y, init, "sigmoid", max_iter=5)
+    np.testing.assert_array_equal(_flat(a), _flat(b))
+
+
 def test_mse_loss_equals_numpy():
     X, y, params = _classification_problem("mse")
     expected = np.mean((predict_two_layer(params, X, "sigmoid") - y) ** 2)

@@ -124,7 +124,8 @@ class _Objective:
         self.loss = loss
         self.alpha = float(alpha)
         values = (init.first_layer, init.bias, init.coef, np.asarray(init.intercept))
-        self.params = [to_tensor(v, device, dtype).requires_grad_(True) for v in values]
+        # L-BFGS flattens gradients with .view(-1), so parameters must be contiguous (init may be Fortran-ordered).
+        self.params = [to_tensor(np.asarray(v, order="C"), device, dtype).requires_grad_(True) for v in values]
         self.masks = _resolve_masks(train_mask, self.params, device, dtype)
 
     def __call__(self, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -41,12 +41,12 @@ class NNLiftWarning(UserWarning):
 
 
 class _LiftBase(BaseEstimator):
-    def __init__(self, n_hidden, activation="sigmoid", score="gaussian", order="auto", finetune=True,
+    def __init__(self, n_hidden, activation="sigmoid", score_function="gaussian", order="auto", finetune=True,
                  alpha=1e-3, scale_bias="least_squares", optimizer="lbfgs", max_iter=200, max_rows=100_000,
                  scale_bias_rows=20_000, random_state=None, verbose=0, device="cpu", dtype=None):
         self.n_hidden = n_hidden
         self.activation = activation
-        self.score = score
+        self.score_function = score_function
         self.order = order
         self.finetune = finetune
         self.alpha = alpha
@@ -90,7 +90,7 @@ class _LiftBase(BaseEstimator):
         order = self._check_params(n, d)
         timings = {}
         started = time.perf_counter()
-        score = copy.deepcopy(get_score(self.score))
+        score = copy.deepcopy(get_score(self.score_function))
         first = estimate_first_layer(X, target, int(self.n_hidden), order, score,
                                      random_state=self.random_state, device=self.device, dtype=self.dtype)
         timings["tensor"] = time.perf_counter() - started
@@ -132,6 +132,7 @@ class _LiftBase(BaseEstimator):
 
     def _finetune(self, X, y, init: TwoLayerParams, loss: str) -> TwoLayerParams:
         if not self.finetune:
+            self.n_iter_ = 0
             return init
         params, history = train_two_layer(X, y, init, self.activation, loss=loss, optimizer=self.optimizer,
                                           max_iter=self.max_iter, max_rows=self.max_rows,
@@ -140,6 +141,7 @@ class _LiftBase(BaseEstimator):
         self.diagnostics_["finetune"] = {k: history[k] for k in ("initial_loss", "n_iter", "converged",
                                                                  "wall_time")}
         self.diagnostics_["finetune"]["final_loss"] = history["loss"][-1] if history["loss"] else None
+        self.n_iter_ = history["n_iter"]
         return params
 
     def _store(self, params: TwoLayerParams) -> None:
@@ -158,8 +160,8 @@ class _LiftBase(BaseEstimator):
 class LiftRegressor(RegressorMixin, _LiftBase):
     """Two-layer network y ≈ coef_^T sigma(first_layer_^T x + bias_) + intercept_ trained by NN-LIFT.
 
-    Parameters: `n_hidden` k (<= n_features); `activation` (see `nnlift.activations`); `score` "gaussian" or a
-    score object; `order` of the moment ("auto": 3, or 4 when E[sigma'''] vanishes at zero bias, e.g. ReLU);
+    Parameters: `n_hidden` k (<= n_features); `activation` (see `nnlift.activations`); `score_function` "gaussian"
+    or a score object (named so because `score` is scikit-learn's evaluation method); `order` of the moment ("auto": 3, or 4 when E[sigma'''] vanishes at zero bias, e.g. ReLU);
     `finetune` all weights from the NN-LIFT start by `optimizer` for `max_iter` iterations on `max_rows` rows;
     `alpha` the ridge penalty of the output layer; `scale_bias` "least_squares" or "fourier".
     Fitted: `initial_params_` (the NN-LIFT start, before fine-tuning), `first_layer_` (d, k), `bias_`, `coef_`, `intercept_`, `diagnostics_` (order, passes over the data,
@@ -230,4 +232,5 @@ class LiftClassifier(ClassifierMixin, _LiftBase):
         return expd / expd.sum(axis=1, keepdims=True)
 
     def predict(self, X) -> np.ndarray:
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        probabilities = self.predict_proba(X)
+        return self.classes_[np.argmax(probabilities, axis=1)]

@@ -18,7 +18,7 @@ __all__ = ["symmetric_als"]
 
 
 def symmetric_als(T: np.ndarray, weights: np.ndarray, factors: np.ndarray, *, n_iter: int, tol: float
-        ) -> tuple[np.ndarray, np.ndarray, float, int]:
+                  ) -> tuple[np.ndarray, np.ndarray, float, int]:
     """Refine (weights, unit factors) of a dense symmetric tensor; returns them, the relative residual, sweeps.
 
     Stops after `n_iter` sweeps, when the relative residual drops below `tol`, or when a sweep lowers it by
@@ -33,7 +33,9 @@ def symmetric_als(T: np.ndarray, weights: np.ndarray, factors: np.ndarray, *, n_
     mats = [factors * weights] + [factors.copy() for _ in range(order - 1)]
     grams = [mat.T @ mat for mat in mats]
     previous = start_residual
-    for sweeps in range(1, n_iter + 1):
+    sweeps = 0
+    while sweeps < n_iter:
+        sweeps += 1
         for n in range(order):
             others = mats[:n] + mats[n + 1:]
             gram = np.prod([grams[i] for i in range(order) if i != n], axis=0)

@@ -75,7 +75,7 @@ class _CountedOperator:
 
 
 def cp_symmetric(T, rank: int, method: str = "auto", random_state=None, *, second_moment=None,
-                 n_restarts: int = 10, n_iter: int = 100, tol: float = 1e-10, oversample: int = 5,
+                 n_restarts: int = 10, n_iter: int = 100, tol: float = 1e-10, oversample: int = 10,
                  subspace_iter: int = 4, refine_iter: int = 10, verbose: int = 0) -> CPResult:
     """Rank-`rank` symmetric CP of T, a dense (d,)*m array (m in {3, 4}) or a `SymmetricOperator`.
 
@@ -88,6 +88,13 @@ def cp_symmetric(T, rank: int, method: str = "auto", random_state=None, *, secon
     and subspace_iter set the range finder's extra probes and contract calls; refine_iter the refinement updates
     on the full operator (each one contract call, plus one to fit the final weights).
     Same random_state, same result.
+
+    diagnostics: "method" (as asked), "decomposer" (the small-tensor decomposer whose fit was kept),
+    "candidate_residuals" (each decomposer's relative residual on T_P after ALS), "subspace" ("range_finder",
+    "whitening", "identity" when d = rank, or "power_factors"), "whitening" (None, "used" or "rejected: why"),
+    "subspace_singular_values" and "subspace_gap" s_k / s_{k+1} (range finder, or |eigenvalues| of M2 when
+    whitening; None otherwise), "residual" ||T_P - sum_j lambda_j (Q^T a_j)^{⊗m}|| / ||T_P|| for the final
+    factors, "iterations" per stage, "passes" (contract + project calls on T).
     """
     op = _CountedOperator(as_operator(T))
     _check_params(op.dim, rank, method, n_restarts, n_iter, tol, oversample, subspace_iter, refine_iter)
@@ -95,25 +102,9 @@ def cp_symmetric(T, rank: int, method: str = "auto", random_state=None, *, secon
     diagnostics = {"method": method, "order": op.order, "whitening": None, "subspace_singular_values": None,
                    "subspace_gap": None, "iterations": {}}
     whitening = _whitening(second_moment, rank, op.dim, diagnostics)
-
-    power_factors = None
-    if whitening is not None:
-        Q, subspace = whitening.basis, "whitening"
-        _record_spectrum(diagnostics, np.abs(whitening.eigenvalues), rank)
-    elif method == "power":
-        power_weights, power_factors, calls = tensor_power_method(op, rank, rng, n_restarts=n_restarts,
-                                                                  n_iter=n_iter, tol=tol)
-        diagnostics["iterations"]["power"] = calls
-        Q, subspace = np.linalg.qr(power_factors)[0], "power_factors"
-    elif op.dim == rank:
-        Q, subspace = np.eye(rank), "identity"
-    else:
-        Q, singular_values = range_finder(op, rank, rng, oversample=oversample, n_iter=subspace_iter)
-        diagnostics["iterations"]["subspace"] = subspace_iter
-        _record_spectrum(diagnostics, singular_values, rank)
-        subspace = "range_finder"
-    diagnostics["subspace"] = subspace
-    _log(verbose, f"subspace: {subspace}, gap {diagnostics['subspace_gap']}, {op.passes} passes")
+    Q, power_factors = _basis(op, rank, method, rng, whitening, diagnostics, n_restarts=n_restarts,
+                              n_iter=n_iter, tol=tol, oversample=oversample, subspace_iter=subspace_iter)
+    _log(verbose, f"subspace: {diagnostics['subspace']}, gap {diagnostics['subspace_gap']}, {op.passes} passes")
 
     projected = symmetrize(op.project(Q))
     if not np.any(projected):
@@ -127,18 +118,39 @@ def cp_symmetric(T, rank: int, method: str = "auto", random_state=None, *, secon
         scales = None if whitening is None else whitening.scales
         candidates = _small_candidates(projected, rank, method, rng, scales, n_restarts, n_iter, tol)
     weights, coefficients, decomposer = _polish(projected, candidates, n_iter, tol, diagnostics)
+    diagnostics["decomposer"] = decomposer
     _log(verbose, f"projected fit: {decomposer}, residual {diagnostics['candidate_residuals'][decomposer]:.3g}")
 
     factors = Q @ coefficients
     if refine_iter > 0:
         weights, factors, calls = refine_on_operator(op, factors, n_iter=refine_iter, tol=tol)
         diagnostics["iterations"]["refine"] = calls
-    diagnostics["decomposer"] = decomposer
     diagnostics["residual"] = relative_residual(projected, weights, Q.T @ factors)
     diagnostics["passes"] = op.passes
     _log(verbose, f"done: residual {diagnostics['residual']:.3g}, {op.passes} passes")
     weights, factors = canonicalize(weights, factors, op.order)
     return CPResult(weights, factors, diagnostics)
+
+
+def _basis(op, rank, method, rng, whitening, diagnostics, *, n_restarts, n_iter, tol, oversample, subspace_iter
+           ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Orthonormal basis Q (d, rank) of the estimated span{a_j}, and the power method's factors if it ran."""
+    power_factors = None
+    if whitening is not None:
+        Q, diagnostics["subspace"] = whitening.basis, "whitening"
+        _record_spectrum(diagnostics, np.abs(whitening.eigenvalues), rank)
+    elif method == "power":
+        _, power_factors, calls = tensor_power_method(op, rank, rng, n_restarts=n_restarts, n_iter=n_iter, tol=tol)
+        diagnostics["iterations"]["power"] = calls
+        Q, diagnostics["subspace"] = np.linalg.qr(power_factors)[0], "power_factors"
+    elif op.dim == rank:
+        Q, diagnostics["subspace"] = np.eye(rank), "identity"
+    else:
+        Q, singular_values = range_finder(op, rank, rng, oversample=oversample, n_iter=subspace_iter)
+        diagnostics["iterations"]["subspace"] = subspace_iter
+        diagnostics["subspace"] = "range_finder"
+        _record_spectrum(diagnostics, singular_values, rank)
+    return Q, power_factors
 
 
 def _small_candidates(projected, rank, method, rng, scales, n_restarts, n_iter, tol) -> dict:

@@ -18,7 +18,7 @@ __all__ = ["jennrich_cp"]
 
 
 def jennrich_cp(T: np.ndarray, rank: int, rng: np.random.Generator, *, n_pencils: int
-             ) -> tuple[np.ndarray, np.ndarray, float]:
+                ) -> tuple[np.ndarray, np.ndarray, float]:
     """(weights, unit factors (k, rank), relative residual) of a dense symmetric (k,)*m tensor, m in {3, 4}.
 
     When k > rank the tensor is first projected onto the top-`rank` left singular space of its unfolding.

@@ -20,25 +20,28 @@ from ._multilinear import fit_weights, normalize_columns, signs_of
 __all__ = ["refine_on_operator"]
 
 
-def refine_on_operator(op, factors: np.ndarray, *, n_iter: int, tol: float) -> tuple[np.ndarray, np.ndarray, int]:
+def refine_on_operator(op, factors: np.ndarray, *, n_iter: int, tol: float
+                       ) -> tuple[np.ndarray, np.ndarray, int]:
     """(weights, unit factors, contract calls) after at most `n_iter` updates, i.e. at most n_iter + 1 calls.
 
     Stops early when an update moves every factor by less than `tol` or lowers the explained energy.
     """
-    best_energy = -np.inf
+    if n_iter < 0:
+        raise ValueError(f"n_iter must be at least 0, got {n_iter}")
+    best = None
     for step in range(1, n_iter + 2):
         Y = op.contract(factors)
         weights, rhs = fit_weights(factors, Y, op.order)
         energy = float(weights @ rhs)
-        if energy < best_energy:
-            return best[0], best[1], step
-        best_energy, best = energy, (weights, factors)
+        if best is not None and energy < best[2]:
+            break
+        best = (weights, factors, energy)
         if step == n_iter + 1:
-            return weights, factors, step
+            break
         cross = (factors.T @ factors) ** (op.order - 1)
         update = scipy.linalg.lstsq(cross, Y.T)[0].T
         update = normalize_columns(update * signs_of(np.einsum("ij,ij->j", update, factors)))
         if np.max(np.linalg.norm(update - factors, axis=0)) < tol:
-            return weights, factors, step
+            break
         factors = update
-    raise ValueError(f"n_iter must be at least 0, got {n_iter}")
+    return best[0], best[1], step
