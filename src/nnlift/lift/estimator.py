@@ -160,13 +160,15 @@ class _LiftBase(BaseEstimator):
 class LiftRegressor(RegressorMixin, _LiftBase):
     """Two-layer network y ≈ coef_^T sigma(first_layer_^T x + bias_) + intercept_ trained by NN-LIFT.
 
-    Parameters: `n_hidden` k (<= n_features); `activation` (see `nnlift.activations`); `score_function` "gaussian"
-    or a score object (named so because `score` is scikit-learn's evaluation method); `order` of the moment ("auto": 3, or 4 when E[sigma'''] vanishes at zero bias, e.g. ReLU);
-    `finetune` all weights from the NN-LIFT start by `optimizer` for `max_iter` iterations on `max_rows` rows;
-    `alpha` the ridge penalty of the output layer; `scale_bias` "least_squares" or "fourier".
-    Fitted: `initial_params_` (the NN-LIFT start, before fine-tuning), `first_layer_` (d, k), `bias_`, `coef_`, `intercept_`, `diagnostics_` (order, passes over the data,
-    subspace singular values and gap, tensor residual, component weights and standard errors, samples needed,
-    the Gaussianity check of the inputs, scale/bias fit R², fine-tune losses, timings, warnings).
+    Parameters: `n_hidden` k (<= n_features); `activation` (see `nnlift.activations`); `score_function`
+    "gaussian" or a score object (not `score`, which is scikit-learn's evaluation method); `order` of the moment
+    ("auto": 3, or 4 when E[sigma'''] vanishes at zero bias, e.g. ReLU); `finetune` all weights from the NN-LIFT
+    start by `optimizer` for `max_iter` iterations on `max_rows` rows; `alpha` the ridge penalty of the output
+    layer; `scale_bias` "least_squares" or "fourier"; `random_state` seeds every random choice.
+    Fitted: `initial_params_` (the NN-LIFT start, before fine-tuning), `first_layer_` (d, k), `bias_`, `coef_`,
+    `intercept_`, `n_iter_` (fine-tune iterations), `diagnostics_` (order, passes over the data, subspace
+    singular values and gap, tensor residual, component weights and standard errors, samples needed, the
+    Gaussianity check of the inputs, scale/bias fit R², fine-tune losses, timings, warnings).
     """
 
     def fit(self, X, y):
