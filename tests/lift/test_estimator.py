@@ -95,3 +95,22 @@ def test_sklearn_conformance(estimator, check):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NNLiftWarning)
         check(estimator)
+
+
+def test_correlated_gaussian_inputs_are_handled_by_the_fitted_score():
+    """x ~ N(mu, Sigma): the score uses the estimated mean/covariance, weights come back in x's coordinates."""
+    rng = np.random.default_rng(0)
+    d, k, n = 8, 3, 300_000
+    L = np.eye(d) + 0.3 * rng.standard_normal((d, d))
+    mu = rng.standard_normal(d)
+    X = rng.standard_normal((n, d)) @ L.T + mu
+    W = rng.standard_normal((d, k))
+    W = np.linalg.solve(L.T, 1.5 * W / np.linalg.norm(W, axis=0))
+    b = rng.uniform(-1, 1, k) - mu @ W
+    y = np.tanh(X @ W + b) @ np.array([1.0, -0.8, 1.2]) + 0.05 * rng.standard_normal(n)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NNLiftWarning)
+        start = LiftRegressor(k, activation="tanh", finetune=False, random_state=0).fit(X, y)
+        tuned = LiftRegressor(k, activation="tanh", random_state=0, max_rows=30_000).fit(X, y)
+    assert weight_recovery(W, start.first_layer_).min > 0.9
+    assert weight_recovery(W, tuned.first_layer_).min > 0.999
