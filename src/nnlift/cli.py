@@ -16,14 +16,18 @@ console = Console()
 
 @app.command()
 def demo(out: Path = typer.Option(Path("nnlift-demo"), help="folder for results.json and results.png"),
-         seeds: int = typer.Option(5, min=1, help="number of seeds (teachers)"),
-         activation: str = typer.Option("tanh"), d: int = typer.Option(20), k: int = typer.Option(5),
-         n: int = typer.Option(200_000, help="training rows per teacher"),
-         weight_scale: float = typer.Option(2.0), quiet: bool = typer.Option(False, "--quiet")) -> None:
+         seeds: int = typer.Option(10, min=1, help="number of seeds (teachers)"),
+         activation: str = typer.Option(None, help="teacher activation (default: relu)"),
+         d: int = typer.Option(None, help="input dimension (default 10)"),
+         k: int = typer.Option(None, help="hidden units (default 5)"),
+         n: int = typer.Option(None, help="training rows per teacher (default 500000)"),
+         weight_scale: float = typer.Option(None, help="norm of the teacher's first-layer columns (default 1)"),
+         quiet: bool = typer.Option(False, "--quiet")) -> None:
     """NN-LIFT vs random-init backprop on planted teachers: success rate, excess risk, recovery, time."""
     from .reproduce.demo import DemoConfig, print_table, run, save
 
-    config = DemoConfig(activation=activation, d=d, k=k, n=n, weight_scale=weight_scale, seeds=list(range(seeds)))
+    given = {"activation": activation, "d": d, "k": k, "n": n, "weight_scale": weight_scale}
+    config = DemoConfig(seeds=list(range(seeds)), **{key: v for key, v in given.items() if v is not None})
     result = run(config, verbose=0 if quiet else 1)
     print_table(result, console)
     json_path, png_path = save(result, out)

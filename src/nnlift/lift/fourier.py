@@ -167,7 +167,7 @@ def _inverse_density(density, X, log_density):
 
 def fourier_bias(X, y, directions, density: Callable[[np.ndarray], np.ndarray], activation: str | Activation,
                  *, log_density: bool = False, epsilon: float = 0.1, n_frequencies: int = 1,
-                 frequency_radius: float = 0.5, random_state=None,
+                 frequency_radius: float = 0.5, coef_sign=None, random_state=None,
                  chunk_rows: int = DEFAULT_CHUNK_ROWS) -> FourierBiasResult:
     """First-layer biases b1 and |a2| by the Fourier method (Janzamin et al. 2015, Procedure 2).
 
@@ -178,20 +178,25 @@ def fourier_bias(X, y, directions, density: Callable[[np.ndarray], np.ndarray], 
     `log_density`. Rows are put in a canonical (lexicographic) order before frequencies are drawn, so the
     result does not depend on the order of the rows.
 
+    `coef_sign` (k values ±1; default all +1, the paper's tacit choice) is sign(a2_l). Because
+    -a2 e^{j2πρb} = a2 e^{j2πρ(b ± 1/(2ρ))}, the phase fixes b only modulo 1/(2ρ) (= 1 at ρ = 1/2, not the
+    width 2 of the paper's b in [-1, 1]) unless the sign is known, e.g. from the tensor weights λ_l.
+
     The paper's idealisation E[v_l] = a2_l Σ(ρ) e^{j2πρ b_l} / |Ω_l| needs: unit-norm columns with the true
     sign (with scale s the phase is 2πρb/s + ∠Σ(ρ/s), so b and s are confounded; â = -a gives
     b̂ = -b - ∠Σ(ρ)/(πρ), i.e. 1 - b for the sigmoid at ρ = 1/2); |b| < 1/(2ρ) (otherwise b̂ aliases by
     multiples of 1/ρ); other neurons' directions outside every cap; and the integral ∫ f(x) e^{-j2π<ω,x>} dx
-    over all of R^d. The unbiased target of v is only the integral over the support of p, and:
+    over all of R^d. What v estimates without bias is that integral over the support of p only, and:
 
     * Unbounded support (x ~ N(0, I)): E[y²/p(x)²] = ∫ y² / p(x) dx is infinite, so v has infinite variance
       and `v_stderr` is meaningless. The honest variant restricts to a ball (`restrict_to_ball` with
-      `gaussian_ball_log_density`, the truncated density with its normalisation), which is what a
-      bounded-support analysis covers; its variance grows like the ball's volume.
-    * Bounded support: σ does not decay, so the support's edge adds the transform of f·1_S minus that of f,
-      of order |a2| r^{(d-1)/2}/(2πρ) (times |Ω|): it does not shrink with n or with the radius r, while the
-      signal is |a2| |Σ(ρ)|, and |Σ(1/2)| is 3.2e-4 for the sigmoid, 0.045 for tanh. The estimate is then
-      edge-dominated even at infinite n; `snr` does not detect this. See benchmarks/fourier_bias_error.py.
+      `gaussian_ball_log_density`, the truncated density with its normalisation): the bounded-support case
+      the paper's concentration argument covers, with a variance that grows like the ball's volume.
+    * Bounded support: σ does not decay, so the support's edge adds a term that shrinks neither with n nor
+      with the radius r. In d = 1, on [-r, r], it is exactly (f(-r) e^{jθr} - f(r) e^{-jθr}) / (jθ),
+      θ = 2πρ, of size up to 2|a2|/π at ρ = 1/2, against the signal |a2| |Σ(1/2)| = 3.2e-4 |a2| (sigmoid)
+      or 0.045 |a2| (tanh). The estimate is then edge-dominated even at infinite n, and `snr` cannot tell.
+      Measured in benchmarks/fourier_bias_error.py.
     """
     X = _as_finite_2d("X", X)
     n, dim = X.shape
@@ -213,12 +218,15 @@ def fourier_bias(X, y, directions, density: Callable[[np.ndarray], np.ndarray], 
         raise ValueError(f"n_frequencies must be a positive integer, got {n_frequencies}")
     _check_cap(dim, epsilon, frequency_radius)
     transform = complex(activation_fourier_transform(activation, frequency_radius))
+    k = directions.shape[1]
+    sign = np.ones(k) if coef_sign is None else np.asarray(coef_sign, dtype=float)
+    if sign.shape != (k,) or not np.all(np.abs(sign) == 1):
+        raise ValueError(f"coef_sign must hold {k} values, each +1 or -1; got {coef_sign!r}")
     inv_p = _inverse_density(density, X, log_density)
 
     order = np.lexsort(np.vstack([y, X.T[::-1]]))
     X, y, weight = X[order], y[order], (y * inv_p)[order]
     rng = np.random.default_rng(random_state)
-    k = directions.shape[1]
     v = np.empty(k, dtype=complex)
     se_along, se_across = np.empty(k), np.empty(k)
     for j in range(k):
@@ -236,7 +244,7 @@ def fourier_bias(X, y, directions, density: Callable[[np.ndarray], np.ndarray], 
 
     omega = 2 * np.pi * frequency_radius
     period = 1.0 / frequency_radius
-    bias = ((np.angle(v) - np.angle(transform)) / omega + period / 2) % period - period / 2
+    bias = ((np.angle(sign * v) - np.angle(transform)) / omega + period / 2) % period - period / 2
     area = cap_area(dim, epsilon, frequency_radius)
     return FourierBiasResult(
         bias=bias,
