@@ -3,7 +3,10 @@
 By Stein's lemma M_m = E[grad^m f(x)] = sum_j lambda_j a_j^{⊗m} for a two-layer network, so M_3 / M_4 are
 low-rank symmetric tensors whose components are the first-layer weights. `CrossMoment` never forms the d^m
 tensor: it implements the symmetric-operator protocol of `nnlift.tensor` (`contract`, `project`) with one
-streaming pass over row chunks per call, each pass a few matrix products per chunk.
+streaming pass over row chunks per call, each pass a few matrix products per chunk. The rows come from any
+`nnlift._backend.RowSource` (arrays, memmaps, torch tensors, Dask arrays, re-iterable chunk functions);
+`make_moment(..., client=client)` runs the same passes as map-reduce on a Dask cluster
+(`nnlift.distributed.DaskCrossMoment`).
 """
 
 from __future__ import annotations
@@ -13,101 +16,149 @@ import torch
 
 from ._backend import (
     DEFAULT_CHUNK_ROWS,
+    as_row_source,
     check_finite_chunk,
     iter_row_chunks,
     resolve_device,
     resolve_dtype,
+    suggest_smaller_chunks,
     to_tensor,
 )
 from .scores import get_score
 
-__all__ = ["CrossMoment"]
+__all__ = ["CrossMoment", "chunk_sums", "make_moment"]
+
+_ORDERS = (2, 3, 4)
+
+
+def check_order(order: int) -> int:
+    """The moment order, which must be 2, 3 or 4."""
+    if order not in _ORDERS:
+        raise ValueError(f"order must be 2, 3 or 4, got {order}")
+    return order
+
+
+def chunk_sums(score, statistic: str, X: torch.Tensor, w: torch.Tensor, probes: list[torch.Tensor],
+               order: int) -> torch.Tensor:
+    """The sum over the rows of one chunk behind each statistic (w = centred y), flattened to 1-D.
+
+    "contract": sum_r w_r S(x_r)(I, v, ..., v) per column v; "pairs": sum_r w_r S3(x_r)(I, u_i, w_i);
+    "project": sum_r w_r S(x_r)(Q, ..., Q); "row_norm_sq": sum_r ||w_r S(x_r)(I, v, ..., v)||^2 per column v.
+    """
+    if statistic == "contract":
+        out = score.contract_chunk(X, w, probes[0], order)
+    elif statistic == "pairs":
+        out = score.contract_pairs_chunk(X, w, probes[0], probes[1])
+    elif statistic == "project":
+        out = score.project_chunk(X, w, probes[0], order)
+    elif statistic == "row_norm_sq":
+        out = (score.contract_rows(X, w, probes[0], order) ** 2).sum(dim=(0, 1))
+    else:
+        raise ValueError(f"unknown statistic {statistic!r}")
+    return out.reshape(-1)
 
 
 class CrossMoment:
     """The operator T = E[(y - mean(y)) · S_order(x)] over the rows of (X, y).
 
+    X is anything `as_row_source` reads: a numpy array, a memmap, a torch tensor, a Dask array (blocks computed
+    one at a time), a `RowSource`, or a function returning a fresh iterator of (X_chunk, y_chunk) pairs (then
+    y is None). Peak memory is set by `chunk_rows` (and a Dask array's row blocks), not by the number of rows.
     Centring y leaves T unchanged (E[S_m(x)] = 0 for m >= 1) and removes the intercept's variance.
     `contract(V)` returns T(I, v, ..., v) per column, `contract_pairs(U, W)` returns T(I, u, w) (order 3),
     `project(Q)` returns the dense k^order tensor T(Q, ..., Q). Each call is one pass over the rows; `passes`
-    counts them. The score must already be fitted (`score.fit(X)`) or is fitted here.
+    counts them. Construction reads the rows once (row count, NaN/inf check, mean of y); the score must already
+    be fitted (`score.fit(X)`) or is fitted here on the same rows.
     """
 
-    def __init__(self, X, y, order: int = 3, score="gaussian", *, chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    def __init__(self, X, y=None, order: int = 3, score="gaussian", *, chunk_rows: int = DEFAULT_CHUNK_ROWS,
                  device=None, dtype=None):
-        if order not in (2, 3, 4):
-            raise ValueError(f"order must be 2, 3 or 4, got {order}")
-        if X.ndim != 2:
-            raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {X.shape}")
-        y = np.asarray(y) if not isinstance(y, torch.Tensor) else y
-        if y.ndim != 1 or y.shape[0] != X.shape[0]:
-            raise ValueError(f"y must be 1-D with {X.shape[0]} entries to match X, got shape {tuple(y.shape)}")
-        self.X, self.y = X, y
-        self.order = order
-        self.dim = X.shape[1]
-        self.n_samples = X.shape[0]
+        self.order = check_order(order)
+        self.source = as_row_source(X, y)
         self.chunk_rows = int(chunk_rows)
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
+        self.y_mean = self._check_rows()
+        self.n_samples, self.dim = self.source.shape
         self.score = get_score(score)
         if not hasattr(self.score, "precision_"):
-            self.score.fit(X, chunk_rows=self.chunk_rows)
-        self.y_mean = float(sum(float(to_tensor(c, self.device, torch.float64).sum())
-                                for _, c, _ in iter_row_chunks(y, None, self.chunk_rows)) / self.n_samples)
+            self.score.fit(self.source.features(), chunk_rows=self.chunk_rows)
         self.passes = 0
-        self._finite_checked = False
 
-    def _chunks(self):
-        for start, X_chunk, y_chunk in iter_row_chunks(self.X, self.y, self.chunk_rows):
-            X_t = to_tensor(X_chunk, self.device, self.dtype)
-            y_t = to_tensor(y_chunk, self.device, self.dtype)
-            if not self._finite_checked:
-                check_finite_chunk(X_t, "X", start)
+    def _check_rows(self) -> float:
+        """One pass: every value finite, y present, and the mean of y."""
+        total = 0.0
+        with suggest_smaller_chunks(self.chunk_rows):
+            for start, X_chunk, y_chunk in iter_row_chunks(self.source, None, self.chunk_rows, native=True):
+                if y_chunk is None:
+                    raise ValueError("y is required: pass y, or a source that yields (X_chunk, y_chunk) pairs")
+                check_finite_chunk(to_tensor(X_chunk, self.device, self.dtype), "X", start)
+                y_t = to_tensor(y_chunk, self.device, torch.float64)
                 check_finite_chunk(y_t, "y", start)
-            yield X_t, y_t - self.y_mean
+                total += float(y_t.sum())
+        return total / self.source.n_rows
 
-    def _stream(self, per_chunk) -> np.ndarray:
-        """One pass: the mean over rows of per_chunk's sums (the first pass also checks the rows are finite)."""
-        self.passes += 1
-        total = None
-        for X_t, w in self._chunks():
-            part = per_chunk(X_t, w)
-            total = part if total is None else total + part
-        self._finite_checked = True
-        return (total / self.n_samples).to(torch.float64).cpu().numpy()
+    def _chunks(self, chunk_rows: int):
+        for _, X_chunk, y_chunk in iter_row_chunks(self.source, None, chunk_rows, native=True):
+            yield to_tensor(X_chunk, self.device, self.dtype), to_tensor(y_chunk, self.device, self.dtype) - self.y_mean
 
-    def _probes(self, V) -> torch.Tensor:
-        V = np.asarray(V, dtype=np.float64)
+    def _mean(self, statistic: str, probes: list[np.ndarray], rows: int | None = None) -> np.ndarray:
+        """The mean of `chunk_sums` over all rows (one pass, counted) or over the first `rows` rows.
+
+        A pass that fails (a source error, a changed row count, out of memory) leaves the operator unchanged.
+        """
+        probes_t = [torch.as_tensor(p, dtype=self.dtype, device=self.device) for p in probes]
+        limit = self.n_samples if rows is None else min(rows, self.n_samples)
+        total, seen = None, 0
+        with suggest_smaller_chunks(self.chunk_rows):
+            for X_t, w in self._chunks(min(self.chunk_rows, limit)):
+                X_t, w = X_t[:limit - seen], w[:limit - seen]
+                part = chunk_sums(self.score, statistic, X_t, w, probes_t, self.order)
+                total = part if total is None else total + part
+                seen += X_t.shape[0]
+                if rows is not None and seen == limit:
+                    break
+        if rows is None:
+            self.passes += 1
+        return (total / limit).to(torch.float64).cpu().numpy()
+
+    def _probes(self, V) -> np.ndarray:
+        V = np.ascontiguousarray(V, dtype=np.float64)
         if V.ndim != 2 or V.shape[0] != self.dim:
             raise ValueError(f"probes must have shape ({self.dim}, m), got {V.shape}")
-        return torch.as_tensor(V, dtype=self.dtype, device=self.device)
+        return V
 
     def contract(self, V) -> np.ndarray:
         """T(I, v, ..., v) for each column v of V (d x m): one pass, O(n d m) work."""
-        V_t = self._probes(V)
-        return self._stream(lambda X_t, w: self.score.contract_chunk(X_t, w, V_t, self.order))
+        V = self._probes(V)
+        return self._mean("contract", [V]).reshape(V.shape)
 
     def contract_pairs(self, U, W) -> np.ndarray:
         """T(I, u_i, w_i) for column pairs of U and W (order 3 only)."""
         if self.order != 3:
             raise ValueError("contract_pairs is defined for the third-order moment only")
-        U_t, W_t = self._probes(U), self._probes(W)
-        return self._stream(lambda X_t, w: self.score.contract_pairs_chunk(X_t, w, U_t, W_t))
+        U, W = self._probes(U), self._probes(W)
+        return self._mean("pairs", [U, W]).reshape(U.shape)
 
     def project(self, Q) -> np.ndarray:
         """The dense projected tensor T(Q, ..., Q), shape (k,)*order for Q of shape (d, k)."""
-        Q_t = self._probes(Q)
-        return self._stream(lambda X_t, w: self.score.project_chunk(X_t, w, Q_t, self.order))
+        Q = self._probes(Q)
+        return self._mean("project", [Q]).reshape((Q.shape[1],) * self.order)
 
     def row_norm_sq(self, V, max_rows: int = 2000) -> np.ndarray:
-        """Mean over (at most `max_rows`) rows of ||y_r S(x_r)(I, v, ..., v)||^2 per column v.
+        """Mean over (at most `max_rows`) first rows of ||y_r S(x_r)(I, v, ..., v)||^2 per column v.
 
         The per-row variance of the contraction: the standard error of `contract(V)` on n rows is about
         sqrt(row_norm_sq / n), which is what the sample-size diagnostic uses.
         """
-        V_t = self._probes(V)
-        rows = min(max_rows, self.n_samples)
-        X_t = to_tensor(self.X[:rows], self.device, self.dtype)
-        w = to_tensor(self.y[:rows], self.device, self.dtype) - self.y_mean
-        per_row = self.score.contract_rows(X_t, w, V_t, self.order)
-        return (per_row**2).sum(dim=1).mean(dim=0).to(torch.float64).cpu().numpy()
+        return self._mean("row_norm_sq", [self._probes(V)], rows=max_rows)
+
+
+def make_moment(X, y=None, order: int = 3, score="gaussian", *, client=None, chunk_rows: int = DEFAULT_CHUNK_ROWS,
+                device=None, dtype=None) -> CrossMoment:
+    """A `CrossMoment` streamed here, or, given a `distributed.Client`, a `DaskCrossMoment` run on its cluster."""
+    if client is None:
+        return CrossMoment(X, y, order, score, chunk_rows=chunk_rows, device=device, dtype=dtype)
+    from .distributed import DaskCrossMoment
+
+    return DaskCrossMoment(X, y, order, score, client=client, chunk_rows=chunk_rows, device=device, dtype=dtype)

@@ -74,8 +74,8 @@ class _LiftBase(BaseEstimator):
                 "most d linearly independent first-layer columns (undercomplete case); reduce n_hidden or use "
                 "nnlift.baselines.BackpropRegressor for an overcomplete network")
         order = choose_order(self.activation) if self.order == "auto" else self.order
-        if order not in (3, 4):
-            raise ValueError(f"order must be 'auto', 3 or 4, got {self.order!r}")
+        if order not in (3, 4, (3, 4)):
+            raise ValueError(f"order must be 'auto', 3, 4 or (3, 4), got {self.order!r}")
         if self.scale_bias not in ("least_squares", "fourier"):
             raise ValueError(f"scale_bias must be 'least_squares' or 'fourier', got {self.scale_bias!r}")
         if n < 2 * d + 2:
@@ -94,7 +94,7 @@ class _LiftBase(BaseEstimator):
         first = estimate_first_layer(X, target, int(self.n_hidden), order, score,
                                      random_state=self.random_state, device=self.device, dtype=self.dtype)
         timings["tensor"] = time.perf_counter() - started
-        self._log(f"first layer from E[y·S{order}]: {first.diagnostics['moment_passes']} passes, "
+        self._log(f"first layer from E[y·S_m], m = {order}: {first.diagnostics['moment_passes']} passes, "
                   f"{timings['tensor']:.2f} s")
         rng = np.random.default_rng(self.random_state)
         rows = np.sort(rng.choice(n, size=min(n, self.scale_bias_rows), replace=False))
@@ -162,9 +162,9 @@ class LiftRegressor(RegressorMixin, _LiftBase):
 
     Parameters: `n_hidden` k (<= n_features); `activation` (see `nnlift.activations`); `score_function`
     "gaussian" or a score object (not `score`, which is scikit-learn's evaluation method); `order` of the moment
-    ("auto": 3, or 4 when E[sigma'''] vanishes at zero bias, e.g. ReLU); `finetune` all weights from the NN-LIFT
-    start by `optimizer` for `max_iter` iterations on `max_rows` rows; `alpha` the ridge penalty of the output
-    layer; `scale_bias` "least_squares" or "fourier"; `random_state` seeds every random choice.
+    ("auto": 3, or (3, 4) pooled when E[sigma'''] vanishes at zero bias, e.g. ReLU); `finetune` all weights
+    from the NN-LIFT start by `optimizer` for `max_iter` iterations on `max_rows` rows; `alpha` the ridge
+    penalty of the output layer; `scale_bias` "least_squares" or "fourier"; `random_state` seeds every choice.
     Fitted: `initial_params_` (the NN-LIFT start, before fine-tuning), `first_layer_` (d, k), `bias_`, `coef_`,
     `intercept_`, `n_iter_` (fine-tune iterations), `diagnostics_` (order, passes over the data, subspace
     singular values and gap, tensor residual, component weights and standard errors, samples needed, the

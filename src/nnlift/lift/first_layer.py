@@ -2,8 +2,8 @@
 
 E[y · S_m(x)] = sum_j lambda_j a_j^{⊗m} with lambda_j = a2_j E[sigma^(m)(a_j^T x + b_j)] (Lemma 2), so the
 unit-norm CP factors are the first-layer directions. Which order carries signal depends on the activation:
-odd-part activations (tanh, sigmoid) have E[sigma'''] != 0 at zero bias; ReLU, GELU and softplus are odd
-around a linear term, E[sigma'''(z)] = 0, and need m = 4.
+odd-part activations (tanh, sigmoid) have E[sigma'''] != 0 at zero bias; ReLU, GELU and softplus are even
+around a linear term, E[sigma'''(z)] = 0, and need m = 4 as well as m = 3 (see `merge_components`).
 """
 
 from __future__ import annotations
@@ -19,13 +19,18 @@ from ..tensor import cp_symmetric
 __all__ = ["FirstLayerEstimate", "choose_order", "estimate_first_layer", "required_samples"]
 
 _REL_STDERR = 0.1
+_MAX_OVERLAP = 0.95
 
 
-def choose_order(activation) -> int:
-    """3 if the activation's third derivative has a non-negligible Gaussian mean at zero bias, else 4."""
+def choose_order(activation) -> int | tuple[int, int]:
+    """3 if the activation's third derivative has a non-negligible Gaussian mean at zero bias, else (3, 4).
+
+    When E[sigma'''(z)] vanishes (ReLU, GELU, softplus) a neuron's third-order weight is proportional to its
+    bias while the fourth-order one vanishes elsewhere, so both moments are decomposed and pooled.
+    """
     third = abs(gaussian_derivative_expectation(activation, 3))
     fourth = abs(gaussian_derivative_expectation(activation, 4))
-    return 3 if third >= 0.25 * fourth else 4
+    return 3 if third >= 0.25 * fourth else (3, 4)
 
 
 def required_samples(row_norm_sq: np.ndarray, weights: np.ndarray, rel_stderr: float = _REL_STDERR) -> np.ndarray:
@@ -46,23 +51,73 @@ class FirstLayerEstimate:
     diagnostics: dict = field(default_factory=dict)
 
 
-def estimate_first_layer(X, y, n_hidden: int, order: int, score, *, random_state=None, device=None,
-                         dtype=None, chunk_rows: int | None = None, cp_options: dict | None = None
+def estimate_first_layer(X, y, n_hidden: int, order: int | tuple[int, ...], score, *, random_state=None,
+                         device=None, dtype=None, chunk_rows: int | None = None, cp_options: dict | None = None
                          ) -> FirstLayerEstimate:
-    """Directions of the first layer from the rank-`n_hidden` symmetric CP of E[y · S_order(x)]."""
+    """Directions of the first layer from the rank-`n_hidden` symmetric CP of E[y · S_order(x)].
+
+    With a tuple of orders each moment is decomposed and the components are pooled by `merge_components`.
+    """
+    if isinstance(order, tuple):
+        estimates = [estimate_first_layer(X, y, n_hidden, m, score, random_state=random_state, device=device,
+                                          dtype=dtype, chunk_rows=chunk_rows, cp_options=cp_options)
+                     for m in order]
+        return merge_components(estimates, n_hidden)
     kwargs = {} if chunk_rows is None else {"chunk_rows": chunk_rows}
     moment = CrossMoment(X, y, order=order, score=score, device=device, dtype=dtype, **kwargs)
     cp = cp_symmetric(moment, n_hidden, random_state=random_state, **(cp_options or {}))
     weights, directions = cp
     row_norm_sq = moment.row_norm_sq(directions)
+    stderr = np.sqrt(row_norm_sq / moment.n_samples)
     needed = required_samples(row_norm_sq, weights)
     diagnostics = dict(cp.diagnostics)
     diagnostics.update({
         "order": order,
         "moment_passes": moment.passes,
         "component_weights": weights.tolist(),
-        "component_stderr": np.sqrt(row_norm_sq / moment.n_samples).tolist(),
+        "component_stderr": stderr.tolist(),
+        "component_orders": [order] * len(weights),
+        "component_samples_needed": needed.tolist(),
         "samples_needed": int(needed.max()),
         "gaussianity": getattr(moment.score, "gaussianity_", None),
     })
     return FirstLayerEstimate(directions, weights, diagnostics)
+
+
+def merge_components(estimates: list[FirstLayerEstimate], n_hidden: int,
+                     max_overlap: float = _MAX_OVERLAP) -> FirstLayerEstimate:
+    """Pool the components of several moment orders, keeping the `n_hidden` best-measured distinct ones.
+
+    A neuron is invisible to the order-m moment where E[sigma^(m)(w^T x + b)] vanishes: for ReLU the
+    third-order weight is -b phi(b) (zero at b = 0) and the fourth-order one (b^2 - 1) phi(b) (zero at |b| = 1),
+    so no single order sees every neuron with b in (-1, 1). Components are ranked by signal-to-noise
+    |lambda| / stderr and taken greedily, skipping any within |cos| > `max_overlap` of one already taken.
+    """
+    directions = np.hstack([e.directions for e in estimates])
+    weights = np.concatenate([e.weights for e in estimates])
+    stderr = np.concatenate([e.diagnostics["component_stderr"] for e in estimates])
+    orders = np.concatenate([e.diagnostics["component_orders"] for e in estimates])
+    ranking = np.argsort(-np.abs(weights) / stderr, kind="stable")
+    chosen: list[int] = []
+    for index in ranking:
+        if len(chosen) < n_hidden and all(abs(directions[:, index] @ directions[:, j]) <= max_overlap
+                                          for j in chosen):
+            chosen.append(int(index))
+    chosen += [int(i) for i in ranking if i not in chosen][: n_hidden - len(chosen)]
+    per_order = [e.diagnostics for e in estimates]
+    gaps = [g for g in (d.get("subspace_gap") for d in per_order) if g is not None]
+    needed = np.concatenate([e.diagnostics["component_samples_needed"] for e in estimates])[chosen]
+    diagnostics = {
+        "order": [d["order"] for d in per_order],
+        "per_order": per_order,
+        "moment_passes": sum(d["moment_passes"] for d in per_order),
+        "component_weights": weights[chosen].tolist(),
+        "component_stderr": stderr[chosen].tolist(),
+        "component_orders": orders[chosen].tolist(),
+        "subspace_gap": max(gaps) if gaps else None,
+        "residual": min(d["residual"] for d in per_order),
+        "component_samples_needed": needed.tolist(),
+        "samples_needed": int(needed.max()),
+        "gaussianity": per_order[0]["gaussianity"],
+    }
+    return FirstLayerEstimate(directions[:, chosen], weights[chosen], diagnostics)
