@@ -114,3 +114,19 @@ def test_correlated_gaussian_inputs_are_handled_by_the_fitted_score():
         tuned = LiftRegressor(k, activation="tanh", random_state=0, max_rows=30_000).fit(X, y)
     assert weight_recovery(W, start.first_layer_).min > 0.9
     assert weight_recovery(W, tuned.first_layer_).min > 0.999
+
+
+def test_fourier_scale_bias_path_uses_unit_whitened_columns_and_the_same_directions(tanh_teacher):
+    t = tanh_teacher
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NNLiftWarning)
+        fourier = LiftRegressor(3, activation="tanh", scale_bias="fourier", finetune=False, random_state=0)
+        fourier.fit(t.X, t.y)
+        least_squares = LiftRegressor(3, activation="tanh", finetune=False, random_state=0).fit(t.X, t.y)
+    norms = np.linalg.norm(fourier.first_layer_, axis=0)
+    np.testing.assert_allclose(norms, 1.0, atol=0.01)  # the paper's unit columns (cov ≈ I here)
+    directions = fourier.first_layer_ / norms
+    ls_directions = least_squares.first_layer_ / np.linalg.norm(least_squares.first_layer_, axis=0)
+    np.testing.assert_allclose(np.abs(np.sum(directions * ls_directions, axis=0)), 1.0, atol=1e-12)
+    assert np.all(np.abs(fourier.bias_) <= 1.0 + 0.01)
+    assert np.isfinite(fourier.diagnostics_["scale_bias_r2"])

@@ -27,6 +27,7 @@ from .._training import TwoLayerParams, predict_two_layer, train_two_layer
 from ..activations import get_activation
 from ..scores import get_score
 from .first_layer import choose_order, estimate_first_layer
+from .fourier import fourier_scale_bias
 from .output_layer import fit_output_logistic, fit_output_ridge, hidden_features
 from .scale_bias import fit_scale_bias
 
@@ -100,9 +101,7 @@ class _LiftBase(BaseEstimator):
         rows = np.sort(rng.choice(n, size=min(n, self.scale_bias_rows), replace=False))
         started = time.perf_counter()
         if self.scale_bias == "fourier":
-            from .fourier import fourier_scale_bias
-            fitted = fourier_scale_bias(X, target, first.directions, score, self.activation,
-                                        random_state=self.random_state)
+            fitted = fourier_scale_bias(X, target, first, score, self.activation, random_state=self.random_state)
         else:
             fitted = fit_scale_bias(X[rows], target[rows], first.directions, self.activation)
         timings["scale_bias"] = time.perf_counter() - started

@@ -21,7 +21,8 @@ import numpy as np
 from scipy import special
 
 from .._backend import DEFAULT_CHUNK_ROWS
-from ..activations import Activation, get_activation
+from ..activations import Activation, gaussian_derivative_expectation, get_activation
+from .scale_bias import ScaleBias
 
 __all__ = [
     "FourierBiasResult",
@@ -295,3 +296,37 @@ def restrict_to_ball(X, y, radius: float) -> tuple[np.ndarray, np.ndarray]:
     X, y = np.asarray(X, dtype=float), np.asarray(y, dtype=float)
     keep = np.linalg.norm(X, axis=1) <= radius
     return X[keep], y[keep]
+
+
+def fourier_scale_bias(X, y, first, score, activation, *, random_state=None):
+    """NN-LIFT's Fourier step wired for the estimator (scale_bias="fourier"), under a fitted Gaussian score.
+
+    Inputs are whitened, x~ = L^{-1}(x - mu) with Sigma = L L^T, and restricted to the ball ‖x~‖ <= sqrt(d) + 2
+    (the truncated density, see `gaussian_ball_log_density`); each neuron gets the paper's unit-norm column
+    in those coordinates, i.e. scale 1 / ‖L^T a‖ in x's, and its bias from `fourier_bias`. sign(a2) is read
+    off the tensor weight, sign(lambda_j E[sigma^(m)(z)]), where that expectation is non-zero. This inherits
+    the edge bias documented in `fourier_bias` (measured in BENCHMARKS.md): it is the faithful procedure, not
+    the default.
+    """
+    if not hasattr(score, "cov_"):
+        raise ValueError("scale_bias='fourier' needs a fitted GaussianScore (its density enters the estimator)")
+    X = np.asarray(X, dtype=float)
+    y = np.asarray(y, dtype=float)
+    chol = np.linalg.cholesky(score.cov_)
+    whitened = np.linalg.solve(chol, (X - score.mean_).T).T
+    mapped = chol.T @ first.directions
+    norms = np.linalg.norm(mapped, axis=0)
+    radius = np.sqrt(X.shape[1]) + 2.0
+    X_ball, y_ball = restrict_to_ball(whitened, y, radius)
+    expectations = np.array([gaussian_derivative_expectation(activation, int(m))
+                             for m in first.diagnostics["component_orders"]])
+    signs = np.where(np.abs(expectations) > 1e-8, np.sign(first.weights * expectations), 1.0)
+    result = fourier_bias(X_ball, y_ball, mapped / norms, gaussian_ball_log_density(radius), activation,
+                          log_density=True, coef_sign=signs, random_state=random_state)
+    scale = 1.0 / norms
+    bias = result.bias - scale * (first.directions.T @ score.mean_)
+    coef = signs * result.coef_magnitude
+    hidden = get_activation(activation).numpy(X @ (first.directions * scale) + bias)
+    intercept = float(np.mean(y - hidden @ coef))
+    r2 = 1.0 - float(np.mean((hidden @ coef + intercept - y) ** 2) / max(np.var(y), 1e-300))
+    return ScaleBias(scale, bias, coef, intercept, r2)

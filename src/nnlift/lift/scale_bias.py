@@ -32,37 +32,35 @@ class ScaleBias:
     r2: float
 
 
-def _best_single_neuron(act, u: np.ndarray, r: np.ndarray) -> tuple[float, float, float]:
-    """Grid search of (s, b), with c (and an offset) by 1-D least squares, minimising the residual sum of squares."""
+def _best_single_neuron(act, u: np.ndarray, r: np.ndarray, current: tuple[float, float]
+                        ) -> tuple[float, float, float]:
+    """Best (s, b) over the grid and the current pair, with c by 1-D least squares (plus an offset)."""
     best = (np.inf, 1.0, 0.0, 0.0)
     r_c = r - r.mean()
-    for s in _SCALES:
-        H = act.numpy(s * u[:, None] + _BIASES[None, :])
+    candidates = [(s, _BIASES) for s in _SCALES] + [(current[0], np.array([current[1]]))]
+    for s, biases in candidates:
+        H = act.numpy(s * u[:, None] + biases[None, :])
         H_c = H - H.mean(axis=0)
-        denom = (H_c**2).sum(axis=0) + 1e-12
-        c = (H_c * r_c[:, None]).sum(axis=0) / denom
+        c = (H_c * r_c[:, None]).sum(axis=0) / ((H_c**2).sum(axis=0) + 1e-12)
         sse = ((r_c[:, None] - H_c * c) ** 2).sum(axis=0)
         i = int(np.argmin(sse))
         if sse[i] < best[0]:
-            best = (sse[i], s, _BIASES[i], c[i])
+            best = (sse[i], s, biases[i], c[i])
     return best[1:]
 
 
-def fit_scale_bias(X: np.ndarray, y: np.ndarray, directions: np.ndarray, activation, *, sweeps: int = 2,
-                   max_nfev: int = 200) -> ScaleBias:
-    """Least-squares scale, bias and output weights for fixed unit directions (columns of `directions`)."""
+def fit_scale_bias(X: np.ndarray, y: np.ndarray, directions: np.ndarray, activation, *, rounds: int = 2,
+                   sweeps: int = 2, max_nfev: int = 200) -> ScaleBias:
+    """Least-squares scale, bias and output weights for fixed unit directions (columns of `directions`).
+
+    Each of `rounds` runs `sweeps` backfitting sweeps (a neuron's grid search sees the residual of all the
+    others, and keeps its current (s, b) unless the grid beats it) and then the joint trust-region refinement;
+    the second round lets a neuron whose orientation was settled against a poor residual switch basins.
+    """
     act = get_activation(activation)
     U = X @ directions
     n, k = U.shape
-    scale, bias, coef = np.ones(k), np.zeros(k), np.zeros(k)
-    intercept = float(y.mean())
-    contrib = np.zeros((n, k))
-    for _ in range(sweeps):
-        for j in range(k):
-            residual = y - intercept - contrib.sum(axis=1) + contrib[:, j]
-            scale[j], bias[j], coef[j] = _best_single_neuron(act, U[:, j], residual)
-            contrib[:, j] = coef[j] * act.numpy(scale[j] * U[:, j] + bias[j])
-            intercept = float(np.mean(y - contrib.sum(axis=1)))
+    theta = np.concatenate([np.ones(k), np.zeros(k), np.zeros(k), [float(y.mean())]])
 
     def unpack(theta):
         return theta[:k], theta[k:2 * k], theta[2 * k:3 * k], theta[3 * k]
@@ -77,8 +75,24 @@ def fit_scale_bias(X: np.ndarray, y: np.ndarray, directions: np.ndarray, activat
         grad = act.numpy_grad(pre) * c
         return np.hstack([grad * U, grad, act.numpy(pre), np.ones((n, 1))])
 
-    start = np.concatenate([scale, bias, coef, [intercept]])
-    result = optimize.least_squares(residuals, start, jac=jacobian, method="trf", max_nfev=max_nfev)
-    scale, bias, coef, intercept = unpack(result.x)
-    r2 = 1.0 - float(np.mean(result.fun**2) / max(np.var(y), 1e-300))
+    for _ in range(rounds):
+        theta = _backfit(act, U, y, theta, sweeps)
+        theta = optimize.least_squares(residuals, theta, jac=jacobian, method="trf", max_nfev=max_nfev).x
+    scale, bias, coef, intercept = unpack(theta)
+    r2 = 1.0 - float(np.mean(residuals(theta) ** 2) / max(np.var(y), 1e-300))
     return ScaleBias(scale.copy(), bias.copy(), coef.copy(), float(intercept), r2)
+
+
+def _backfit(act, U: np.ndarray, y: np.ndarray, theta: np.ndarray, sweeps: int) -> np.ndarray:
+    """Backfitting sweeps over the neurons (Hastie & Tibshirani 1990) from parameters theta = (s, b, c, c0)."""
+    k = U.shape[1]
+    scale, bias, coef = theta[:k].copy(), theta[k:2 * k].copy(), theta[2 * k:3 * k].copy()
+    contrib = act.numpy(U * scale + bias) * coef
+    intercept = float(np.mean(y - contrib.sum(axis=1)))
+    for _ in range(sweeps):
+        for j in range(k):
+            residual = y - intercept - contrib.sum(axis=1) + contrib[:, j]
+            scale[j], bias[j], coef[j] = _best_single_neuron(act, U[:, j], residual, (scale[j], bias[j]))
+            contrib[:, j] = coef[j] * act.numpy(scale[j] * U[:, j] + bias[j])
+            intercept = float(np.mean(y - contrib.sum(axis=1)))
+    return np.concatenate([scale, bias, coef, [intercept]])
