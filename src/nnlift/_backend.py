@@ -268,3 +268,16 @@ def suggest_smaller_chunks(chunk_rows: int):
         raise MemoryError(f"out of memory while working on chunks of {chunk_rows} rows; pass a smaller chunk_rows "
                           f"(e.g. chunk_rows={max(chunk_rows // 8, 1)}), and for a Dask array smaller row blocks "
                           f"({type(exc).__name__}: {exc})") from exc
+
+
+def is_out_of_core(X) -> bool:
+    """True for inputs the estimators stream rather than load: Dask arrays, torch tensors and memmaps."""
+    return is_dask_collection(X) or isinstance(X, torch.Tensor | np.memmap)
+
+
+def take_rows(a, rows: np.ndarray) -> np.ndarray:
+    """The given (sorted) rows of an array, memmap, torch tensor or Dask array, as a float64 numpy array."""
+    picked = a[rows]
+    if is_dask_collection(picked):
+        picked = picked.compute()
+    return np.asarray(_host(picked), dtype=np.float64)

@@ -130,3 +130,24 @@ def test_fourier_scale_bias_path_uses_unit_whitened_columns_and_the_same_directi
     np.testing.assert_allclose(np.abs(np.sum(directions * ls_directions, axis=0)), 1.0, atol=1e-12)
     assert np.all(np.abs(fourier.bias_) <= 1.0 + 0.01)
     assert np.isfinite(fourier.diagnostics_["scale_bias_r2"])
+
+
+def test_out_of_core_inputs_give_the_in_memory_model(tanh_teacher, tmp_path):
+    import dask.array as da
+    import torch
+
+    X, y = tanh_teacher.X[:60_000], tanh_teacher.y[:60_000]
+    params = {"activation": "tanh", "random_state": 0, "max_iter": 30, "max_rows": 20_000}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NNLiftWarning)
+        reference = LiftRegressor(3, **params).fit(X, y)
+        np.save(tmp_path / "X.npy", X)
+        np.save(tmp_path / "y.npy", y)
+        mapped = LiftRegressor(3, **params).fit(np.load(tmp_path / "X.npy", mmap_mode="r"),
+                                                np.load(tmp_path / "y.npy", mmap_mode="r"))
+        dask = LiftRegressor(3, **params).fit(da.from_array(X, chunks=(7_000, 10)), da.from_array(y, chunks=7_000))
+        tensor = LiftRegressor(3, **params).fit(torch.from_numpy(X), torch.from_numpy(y))
+    for model in (mapped, dask, tensor):
+        np.testing.assert_allclose(model.initial_params_.first_layer, reference.initial_params_.first_layer,
+                                   atol=1e-8)
+        np.testing.assert_allclose(model.predict(X[:100]), reference.predict(X[:100]), atol=1e-6)

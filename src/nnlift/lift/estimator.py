@@ -23,12 +23,13 @@ from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .._backend import is_out_of_core, take_rows
 from .._training import TwoLayerParams, predict_two_layer, train_two_layer
 from ..activations import get_activation
 from ..scores import get_score
 from .first_layer import choose_order, estimate_first_layer
 from .fourier import fourier_scale_bias
-from .output_layer import fit_output_logistic, fit_output_ridge, hidden_features
+from .output_layer import fit_output_logistic, fit_output_ridge_streaming, hidden_features
 from .scale_bias import fit_scale_bias
 
 __all__ = ["LiftRegressor", "LiftClassifier", "NNLiftWarning"]
@@ -44,7 +45,7 @@ class NNLiftWarning(UserWarning):
 class _LiftBase(BaseEstimator):
     def __init__(self, n_hidden, activation="sigmoid", score_function="gaussian", order="auto", finetune=True,
                  alpha=1e-3, scale_bias="least_squares", optimizer="lbfgs", max_iter=200, max_rows=100_000,
-                 scale_bias_rows=20_000, random_state=None, verbose=0, device="cpu", dtype=None):
+                 scale_bias_rows=20_000, random_state=None, verbose=0, device="cpu", dtype=None, client=None):
         self.n_hidden = n_hidden
         self.activation = activation
         self.score_function = score_function
@@ -60,6 +61,7 @@ class _LiftBase(BaseEstimator):
         self.verbose = verbose
         self.device = device
         self.dtype = dtype
+        self.client = client
 
     def _log(self, message: str) -> None:
         if self.verbose:
@@ -92,8 +94,8 @@ class _LiftBase(BaseEstimator):
         timings = {}
         started = time.perf_counter()
         score = copy.deepcopy(get_score(self.score_function))
-        first = estimate_first_layer(X, target, int(self.n_hidden), order, score,
-                                     random_state=self.random_state, device=self.device, dtype=self.dtype)
+        first = estimate_first_layer(X, target, int(self.n_hidden), order, score, random_state=self.random_state,
+                                     device=self.device, dtype=self.dtype, client=self.client)
         timings["tensor"] = time.perf_counter() - started
         self._log(f"first layer from E[y·S_m], m = {order}: {first.diagnostics['moment_passes']} passes, "
                   f"{timings['tensor']:.2f} s")
@@ -101,9 +103,12 @@ class _LiftBase(BaseEstimator):
         rows = np.sort(rng.choice(n, size=min(n, self.scale_bias_rows), replace=False))
         started = time.perf_counter()
         if self.scale_bias == "fourier":
+            if is_out_of_core(X):
+                raise ValueError("scale_bias='fourier' needs the data in memory; use 'least_squares' for "
+                                 "Dask arrays, tensors and memmaps")
             fitted = fourier_scale_bias(X, target, first, score, self.activation, random_state=self.random_state)
         else:
-            fitted = fit_scale_bias(X[rows], target[rows], first.directions, self.activation)
+            fitted = fit_scale_bias(take_rows(X, rows), take_rows(target, rows), first.directions, self.activation)
         timings["scale_bias"] = time.perf_counter() - started
         diagnostics = dict(first.diagnostics)
         diagnostics["scale_bias_r2"] = fitted.r2
@@ -133,8 +138,14 @@ class _LiftBase(BaseEstimator):
         if not self.finetune:
             self.n_iter_ = 0
             return init
+        max_rows = self.max_rows
+        if is_out_of_core(X):
+            rng = np.random.default_rng(self.random_state)
+            n = X.shape[0]
+            rows = np.sort(rng.choice(n, size=min(n, max_rows or n), replace=False))
+            X, y, max_rows = take_rows(X, rows), take_rows(y, rows), None
         params, history = train_two_layer(X, y, init, self.activation, loss=loss, optimizer=self.optimizer,
-                                          max_iter=self.max_iter, max_rows=self.max_rows,
+                                          max_iter=self.max_iter, max_rows=max_rows,
                                           random_state=self.random_state, device=self.device,
                                           verbose=self.verbose)
         self.diagnostics_["finetune"] = {k: history[k] for k in ("initial_loss", "n_iter", "converged",
@@ -163,7 +174,8 @@ class LiftRegressor(RegressorMixin, _LiftBase):
     "gaussian" or a score object (not `score`, which is scikit-learn's evaluation method); `order` of the moment
     ("auto": 3, or (3, 4) pooled when E[sigma'''] vanishes at zero bias, e.g. ReLU); `finetune` all weights
     from the NN-LIFT start by `optimizer` for `max_iter` iterations on `max_rows` rows; `alpha` the ridge
-    penalty of the output layer; `scale_bias` "least_squares" or "fourier"; `random_state` seeds every choice.
+    penalty of the output layer; `scale_bias` "least_squares" or "fourier"; `random_state` seeds every choice;
+    `client` a `distributed.Client` whose cluster computes the moment passes (X may then be a Dask array).
     Fitted: `initial_params_` (the NN-LIFT start, before fine-tuning), `first_layer_` (d, k), `bias_`, `coef_`,
     `intercept_`, `n_iter_` (fine-tune iterations), `diagnostics_` (order, passes over the data, subspace
     singular values and gap, tensor residual, component weights and standard errors, samples needed, the
@@ -171,11 +183,17 @@ class LiftRegressor(RegressorMixin, _LiftBase):
     """
 
     def fit(self, X, y):
-        X, y = validate_data(self, X, y, y_numeric=True, dtype=np.float64)
+        """Fit on in-memory arrays, or stream a Dask array, torch tensor or memmap (X and y of the same kind)."""
+        if is_out_of_core(X):
+            if len(X.shape) != 2 or len(y.shape) != 1 or y.shape[0] != X.shape[0]:
+                raise ValueError(f"X must be 2-D and y 1-D with one entry per row, got {X.shape} and {y.shape}")
+            self.n_features_in_ = int(X.shape[1])
+        else:
+            X, y = validate_data(self, X, y, y_numeric=True, dtype=np.float64)
         params = self._fit_hidden(X, y)
         started = time.perf_counter()
-        H = hidden_features(X, params.first_layer, params.bias, self.activation)
-        coef, intercept = fit_output_ridge(H, y, self.alpha)
+        coef, intercept = fit_output_ridge_streaming(X, y, params.first_layer, params.bias, self.activation,
+                                                     self.alpha)
         params = TwoLayerParams(params.first_layer, params.bias, coef, intercept)
         self.diagnostics_["timings"]["output_layer"] = time.perf_counter() - started
         self.initial_params_ = params

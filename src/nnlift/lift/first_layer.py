@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..activations import gaussian_derivative_expectation
-from ..moments import CrossMoment
+from ..moments import make_moment
 from ..tensor import cp_symmetric
 
 __all__ = ["FirstLayerEstimate", "choose_order", "estimate_first_layer", "required_samples"]
@@ -52,19 +52,22 @@ class FirstLayerEstimate:
 
 
 def estimate_first_layer(X, y, n_hidden: int, order: int | tuple[int, ...], score, *, random_state=None,
-                         device=None, dtype=None, chunk_rows: int | None = None, cp_options: dict | None = None
-                         ) -> FirstLayerEstimate:
+                         device=None, dtype=None, chunk_rows: int | None = None, cp_options: dict | None = None,
+                         client=None) -> FirstLayerEstimate:
     """Directions of the first layer from the rank-`n_hidden` symmetric CP of E[y · S_order(x)].
 
-    With a tuple of orders each moment is decomposed and the components are pooled by `merge_components`.
+    X, y may be any row source `nnlift.moments.CrossMoment` streams (arrays, memmaps, torch tensors, Dask
+    arrays); with a `distributed.Client` the passes run on its cluster. With a tuple of orders each moment is
+    decomposed and the components are pooled by `merge_components`.
     """
     if isinstance(order, tuple):
         estimates = [estimate_first_layer(X, y, n_hidden, m, score, random_state=random_state, device=device,
-                                          dtype=dtype, chunk_rows=chunk_rows, cp_options=cp_options)
+                                          dtype=dtype, chunk_rows=chunk_rows, cp_options=cp_options,
+                                          client=client)
                      for m in order]
         return merge_components(estimates, n_hidden)
     kwargs = {} if chunk_rows is None else {"chunk_rows": chunk_rows}
-    moment = CrossMoment(X, y, order=order, score=score, device=device, dtype=dtype, **kwargs)
+    moment = make_moment(X, y, order=order, score=score, client=client, device=device, dtype=dtype, **kwargs)
     cp = cp_symmetric(moment, n_hidden, random_state=random_state, **(cp_options or {}))
     weights, directions = cp
     row_norm_sq = moment.row_norm_sq(directions)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression, Ridge
+from scipy import linalg
+from sklearn.linear_model import LogisticRegression
 
+from .._backend import DEFAULT_CHUNK_ROWS, iter_row_chunks
 from ..activations import get_activation
 
-__all__ = ["hidden_features", "fit_output_ridge", "fit_output_logistic"]
+__all__ = ["hidden_features", "fit_output_ridge_streaming", "fit_output_logistic"]
 
 
 def hidden_features(X: np.ndarray, first_layer: np.ndarray, bias: np.ndarray, activation) -> np.ndarray:
@@ -15,10 +17,29 @@ def hidden_features(X: np.ndarray, first_layer: np.ndarray, bias: np.ndarray, ac
     return get_activation(activation).numpy(X @ first_layer + bias)
 
 
-def fit_output_ridge(H: np.ndarray, y: np.ndarray, alpha: float) -> tuple[np.ndarray, float]:
-    """argmin_c ||y - H c - c0||^2 + alpha ||c||^2 (intercept unpenalised): returns (c, c0)."""
-    model = Ridge(alpha=alpha).fit(H, y)
-    return model.coef_.copy(), float(model.intercept_)
+def fit_output_ridge_streaming(X, y, first_layer: np.ndarray, bias: np.ndarray, activation, alpha: float,
+                               chunk_rows: int = DEFAULT_CHUNK_ROWS) -> tuple[np.ndarray, float]:
+    """argmin_c ||y - H c - c0||^2 + alpha ||c||^2 (intercept unpenalised), H = sigma(X A1 + b1), in one pass.
+
+    scikit-learn's Ridge needs H whole; to serve row sources that do not fit in memory (memmaps, Dask arrays)
+    the centred normal equations (H_c^T H_c + alpha I) c = H_c^T y_c are accumulated chunk by chunk instead.
+    """
+    k = first_layer.shape[1]
+    count, sum_h, sum_y = 0, np.zeros(k), 0.0
+    gram, cross = np.zeros((k, k)), np.zeros(k)
+    for _, X_chunk, y_chunk in iter_row_chunks(X, y, chunk_rows):
+        H = hidden_features(np.asarray(X_chunk, dtype=np.float64), first_layer, bias, activation)
+        y_chunk = np.asarray(y_chunk, dtype=np.float64)
+        count += len(y_chunk)
+        sum_h += H.sum(axis=0)
+        sum_y += float(y_chunk.sum())
+        gram += H.T @ H
+        cross += H.T @ y_chunk
+    mean_h, mean_y = sum_h / count, sum_y / count
+    gram_c = gram - count * np.outer(mean_h, mean_h)
+    cross_c = cross - count * mean_h * mean_y
+    coef = linalg.solve(gram_c + alpha * np.eye(k), cross_c, assume_a="pos")
+    return coef, float(mean_y - mean_h @ coef)
 
 
 def fit_output_logistic(H: np.ndarray, labels: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
