@@ -74,7 +74,7 @@ class GaussianScore:
         total = 0.0
         for _, chunk, _ in iter_row_chunks(X, None, chunk_rows):
             centred = np.asarray(chunk, dtype=np.float64) - self.mean_
-            total += float(np.sum(np.einsum("ij,jk,ik->i", centred, self.precision_, centred) ** 2))
+            total += float(np.sum(np.sum((centred @ self.precision_) * centred, axis=1) ** 2))
         kurtosis = total / n
         expected = d * (d + 2)
         return {"kurtosis": kurtosis, "kurtosis_expected": float(expected),
