@@ -151,3 +151,14 @@ def test_out_of_core_inputs_give_the_in_memory_model(tanh_teacher, tmp_path):
         np.testing.assert_allclose(model.initial_params_.first_layer, reference.initial_params_.first_layer,
                                    atol=1e-8)
         np.testing.assert_allclose(model.predict(X[:100]), reference.predict(X[:100]), atol=1e-6)
+
+
+def test_two_pass_first_layer(tanh_teacher):
+    t = tanh_teacher
+    two_pass = {"subspace_iter": 1, "refine_iter": 0, "oversample": 40}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NNLiftWarning)
+        model = LiftRegressor(3, activation="tanh", finetune=False, random_state=0, cp_options=two_pass)
+        model.fit(t.X, t.y)
+    assert model.diagnostics_["moment_passes"] == 2
+    assert weight_recovery(t.first_layer, model.first_layer_).min > 0.95

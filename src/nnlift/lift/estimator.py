@@ -45,7 +45,8 @@ class NNLiftWarning(UserWarning):
 class _LiftBase(BaseEstimator):
     def __init__(self, n_hidden, activation="sigmoid", score_function="gaussian", order="auto", finetune=True,
                  alpha=1e-3, scale_bias="least_squares", optimizer="lbfgs", max_iter=200, max_rows=100_000,
-                 scale_bias_rows=20_000, random_state=None, verbose=0, device="cpu", dtype=None, client=None):
+                 scale_bias_rows=20_000, random_state=None, verbose=0, device="cpu", dtype=None, client=None,
+                 cp_options=None):
         self.n_hidden = n_hidden
         self.activation = activation
         self.score_function = score_function
@@ -62,6 +63,7 @@ class _LiftBase(BaseEstimator):
         self.device = device
         self.dtype = dtype
         self.client = client
+        self.cp_options = cp_options
 
     def _log(self, message: str) -> None:
         if self.verbose:
@@ -95,7 +97,8 @@ class _LiftBase(BaseEstimator):
         started = time.perf_counter()
         score = copy.deepcopy(get_score(self.score_function))
         first = estimate_first_layer(X, target, int(self.n_hidden), order, score, random_state=self.random_state,
-                                     device=self.device, dtype=self.dtype, client=self.client)
+                                     device=self.device, dtype=self.dtype, client=self.client,
+                                     cp_options=self.cp_options)
         timings["tensor"] = time.perf_counter() - started
         self._log(f"first layer from E[y·S_m], m = {order}: {first.diagnostics['moment_passes']} passes, "
                   f"{timings['tensor']:.2f} s")
@@ -175,7 +178,9 @@ class LiftRegressor(RegressorMixin, _LiftBase):
     ("auto": 3, or (3, 4) pooled when E[sigma'''] vanishes at zero bias, e.g. ReLU); `finetune` all weights
     from the NN-LIFT start by `optimizer` for `max_iter` iterations on `max_rows` rows; `alpha` the ridge
     penalty of the output layer; `scale_bias` "least_squares" or "fourier"; `random_state` seeds every choice;
-    `client` a `distributed.Client` whose cluster computes the moment passes (X may then be a Dask array).
+    `client` a `distributed.Client` whose cluster computes the moment passes (X may then be a Dask array);
+    `cp_options` keyword arguments for `nnlift.tensor.cp_symmetric` (e.g. {"subspace_iter": 1, "refine_iter": 0,
+    "oversample": 40} for the two-pass first layer; see BENCHMARKS.md for what it costs in recovery).
     Fitted: `initial_params_` (the NN-LIFT start, before fine-tuning), `first_layer_` (d, k), `bias_`, `coef_`,
     `intercept_`, `n_iter_` (fine-tune iterations), `diagnostics_` (order, passes over the data, subspace
     singular values and gap, tensor residual, component weights and standard errors, samples needed, the
