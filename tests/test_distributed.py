@@ -4,7 +4,6 @@ import os
 import signal
 import threading
 import time
-from functools import partial
 
 import dask.array as da
 import numpy as np
@@ -13,7 +12,6 @@ import torch
 
 from nnlift.datasets import make_teacher
 from nnlift.distributed import DaskCrossMoment, local_client
-from nnlift.lift import first_layer
 from nnlift.lift.first_layer import estimate_first_layer
 from nnlift.metrics import weight_recovery
 from nnlift.moments import CrossMoment, make_moment
@@ -98,7 +96,7 @@ def test_a_worker_killed_mid_pass_is_survived(data):
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-10 * np.abs(expected).max())
 
 
-def test_first_layer_from_a_cluster_equals_in_memory(monkeypatch):
+def test_first_layer_from_a_cluster_equals_in_memory():
     t = make_teacher(20_000, 5, 2, "tanh", weight_scale=2.0, random_state=0)
     options = {"n_hidden": 2, "order": 3, "score": "gaussian", "random_state": 0, "chunk_rows": 4096}
     expected = estimate_first_layer(t.X, t.y, **options)
@@ -106,8 +104,7 @@ def test_first_layer_from_a_cluster_equals_in_memory(monkeypatch):
     X, y = da.from_array(t.X, chunks=(5000, -1)), da.from_array(t.y, chunks=5000)
     streamed = estimate_first_layer(X, y, **options)
     with local_client(2, processes=False) as client:
-        monkeypatch.setattr(first_layer, "CrossMoment", partial(make_moment, client=client))
-        clustered = estimate_first_layer(X, y, **options)
+        clustered = estimate_first_layer(X, y, **options, client=client)
     for got in (streamed, clustered):
         np.testing.assert_allclose(got.directions, expected.directions, atol=1e-8)
         np.testing.assert_allclose(got.weights, expected.weights, rtol=1e-8)
