@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import torch
 from sklearn.datasets import make_classification
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
@@ -11,15 +10,6 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from nnlift.baselines import BackpropClassifier, BackpropRegressor
 from nnlift.datasets import make_teacher
 from nnlift.metrics import reached_noise_floor
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """These problems are tiny: extra intra-op threads only contend with parallel test workers."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")

@@ -2,22 +2,12 @@
 
 import numpy as np
 import pytest
-import torch
 from scipy import special
 from sklearn.metrics import log_loss
 
 from nnlift._training import TwoLayerParams, loss_and_grad, predict_two_layer, random_init, train_two_layer
 
 D, K = 5, 2
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """These problems are tiny: extra intra-op threads only contend with parallel test workers."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _teacher(n=1000, seed=0):
