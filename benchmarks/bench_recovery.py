@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from nnlift import LiftRegressor
-from nnlift._io import write_json
+from nnlift._io import atomic_write, write_json
 from nnlift.baselines import BackpropRegressor
 from nnlift.datasets import make_teacher
 from nnlift.lift import NNLiftWarning
@@ -77,7 +77,29 @@ def curve(args) -> dict:
             values.append(_fit(model, teacher)["recovery_min"])
         table[n] = values
         print(f"| {n:.0e} | {np.median(values):.3f} | {min(values):.3f}–{max(values):.3f} |", flush=True)
+    _plot_curve(table, args)
     return {"recovery_min_by_n": table}
+
+
+def _plot_curve(table: dict, args) -> None:
+    """recovery_curve_<activation>_d<d>_k<k>.png: 1 - min recovery vs n (log-log), per seed and median."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ns = np.array(sorted(table))
+    errors = np.array([[1 - v for v in table[n]] for n in ns])
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.loglog(np.repeat(ns, errors.shape[1]), errors.ravel(), "o", alpha=0.4, label="seeds")
+    ax.loglog(ns, np.median(errors, axis=1), "-", label="median")
+    ax.set(xlabel="rows n", ylabel="1 - min |cos| (no fine-tuning)",
+           title=f"{args.activation}, d={args.d}, k={args.k}, scale {args.weight_scale}")
+    ax.legend()
+    fig.tight_layout()
+    path = RESULTS / f"recovery_curve_{args.activation}_d{args.d}_k{args.k}.png"
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
+    plt.close(fig)
 
 
 def versus(args) -> dict:
