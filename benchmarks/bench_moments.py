@@ -15,15 +15,18 @@ matrix products the statistic cannot avoid on the same rows and chunking (chunks
 outside the timing): pairs X@U, X@W, Xᵀ@(w·XU·XW); contract X@V, Xᵀ@(w·(XV)²). The breakdown times the pass's
 row conversion alone (`_chunks`: slicing + `to_tensor` copies + the mean subtraction) and the score's chunk
 kernel alone on pre-converted chunks. The score is fitted directly (mean_, precision_ from one X.T@X pass) so
-that building the operator at d=500 does not pay GaussianScore.fit's Mardia einsum; that cost is measured
-separately per chunk (`score_fit` in the JSON).
+that building the operator at d=500 does not pay GaussianScore.fit (until 312f621 its Mardia test was a
+three-operand einsum, ~99 s at n=2e5, d=500); the Mardia step is timed separately per chunk
+(`score_fit_per_chunk` in the JSON). `_lean_kernels` is a measured proposal for moments.py, not library code.
 
 scaling / large: the full `estimate_first_layer` (CrossMoment + cp_symmetric defaults + row_norm_sq) on a
 planted tanh teacher, X and y written chunk by chunk to .npy files under --tmp and read back with
-np.load(mmap_mode="r"), each n in a fresh subprocess. Memory: ru_maxrss of that subprocess
-(resource.getrusage; it counts the touched pages of the memory-mapped data too), and the peak of RssAnon from
-/proc/self/status sampled every 5 ms by a thread (anonymous memory = everything beyond the mapped data;
-torch allocations are invisible to tracemalloc, so it is not used).
+np.load(mmap_mode="r"), each n in a fresh subprocess. Memory: VmHWM of that subprocess (/proc/self/status, the
+peak resident set; it counts the touched pages of the memory-mapped data too), and the peak of RssAnon from
+/proc/self/status sampled every 5 ms by a thread (anonymous memory = everything beyond the mapped data).
+resource.getrusage's ru_maxrss is recorded but is NOT usable here: Linux carries the parent's high-water mark
+across fork + exec, so every worker reports the peak of the parent that wrote the 8 GB file. torch allocations
+are invisible to tracemalloc, so it is not used.
 """
 
 from __future__ import annotations
@@ -117,7 +120,7 @@ def _time_contract_config(n, d, m, dtype_name, repeats, chunk_rows, rng):
 
     def io_only():                      # the pass without any statistic: slicing, to_tensor copies, y - ȳ
         rows = 0
-        for X_c, w_c in moment._chunks(chunk_rows):
+        for X_c, _w_c in moment._chunks(chunk_rows):
             rows += X_c.shape[0]
         return rows
 
@@ -267,6 +270,10 @@ def _conversion_cost(d, dtype_name, chunk_rows, n_chunks=6):
     return {"d": d, "dtype": dtype_name, "chunk_mib": chunk_rows * d * 8 / 2**20, **out}
 
 
+def _bound_pairs(moment, U, W):
+    return lambda: moment.contract_pairs(U, W)
+
+
 def _profile_call(fn, top=12):
     """cProfile of one call: the top functions by own time, as (name, calls, tottime)."""
     import cProfile
@@ -278,7 +285,7 @@ def _profile_call(fn, top=12):
     prof.disable()
     stats = pstats.Stats(prof)
     rows = []
-    for (filename, line, name), (cc, nc, tt, ct, _) in stats.stats.items():
+    for (filename, line, name), (_cc, nc, tt, ct, _) in stats.stats.items():
         rows.append((f"{Path(filename).name}:{line}({name})" if line else name, nc, tt, ct))
     rows.sort(key=lambda r: -r[2])
     return [{"function": r[0], "calls": r[1], "tottime": r[2], "cumtime": r[3]} for r in rows[:top]]
@@ -295,13 +302,19 @@ def _torch_profile(fn, top=12):
 
 
 def _score_fit_cost(d, chunk_rows, rng):
-    """GaussianScore.fit's Mardia step per chunk (einsum 'ij,jk,ik->i') vs the same numbers by one GEMM."""
+    """GaussianScore's Mardia step on one chunk: the library's `_mardia` as it is now (a GEMM since 312f621),
+    the three-operand einsum("ij,jk,ik->i") it used before, and one X.T @ X for scale."""
     import numpy as np
+
+    from nnlift.scores import GaussianScore
 
     X = rng.standard_normal((chunk_rows, d))
     P = np.eye(d) + 0.01 * np.ones((d, d))
+    score = GaussianScore()
+    score.mean_, score.precision_ = np.zeros(d), P
     out = {}
-    for name, fn in {"mardia_einsum": lambda: np.einsum("ij,jk,ik->i", X, P, X),
+    for name, fn in {"mardia_library": lambda: score._mardia(X, chunk_rows),
+                     "mardia_einsum": lambda: np.einsum("ij,jk,ik->i", X, P, X),
                      "gemm_rowwise": lambda: ((X @ P) * X).sum(axis=1),
                      "second_moment_gemm": lambda: X.T @ X}.items():
         fn()
@@ -328,14 +341,15 @@ def contract_part(args) -> dict:
                 rows.append(row)
                 s = row["seconds"]
                 print(f"{dtype_name} d={d} m={m}: pairs {s['pairs']:.3f} s / base {s['pairs_base']:.3f} s = "
-                      f"{row['ratio_pairs']:.2f} (lean {row['ratio_pairs_lean']:.2f}); contract {s['contract']:.3f} / "
-                      f"{s['contract_base']:.3f} = {row['ratio_contract']:.2f} (lean {row['ratio_contract_lean']:.2f}); "
+                      f"{row['ratio_pairs']:.2f} (lean {row['ratio_pairs_lean']:.2f}); contract "
+                      f"{s['contract']:.3f} / {s['contract_base']:.3f} = {row['ratio_contract']:.2f} "
+                      f"(lean {row['ratio_contract_lean']:.2f}); "
                       f"io {s['io']:.3f}, kernel {s['pairs_kernel']:.3f}", flush=True)
                 if args.profile and (row["ratio_pairs"] > 1.3 or row["ratio_contract"] > 1.3):
-                    profiles.append({"dtype": dtype_name, "d": d, "m": m,
-                                     "cprofile_pairs": _profile_call(lambda: moment.contract_pairs(U, W)),
-                                     "torch_profile_pairs": _torch_profile(lambda: moment.contract_pairs(U, W))})
-                del moment
+                    call = _bound_pairs(moment, U, W)
+                    profiles.append({"dtype": dtype_name, "d": d, "m": m, "cprofile_pairs": _profile_call(call),
+                                     "torch_profile_pairs": _torch_profile(call)})
+                del moment, U, W
     for d in args.dims:
         fit_costs.append({"d": d, "chunk_rows": args.chunk_rows, **_score_fit_cost(d, args.chunk_rows, rng)})
     conversions = [_conversion_cost(d, dt, args.chunk_rows) for d in args.dims for dt in args.dtypes]
@@ -365,11 +379,12 @@ def contract_part(args) -> dict:
         print(f"| {c['d']} | {c['dtype']} | {c['chunk_mib']:.1f} | {c['to_tensor'] * 1e3:.2f} | "
               f"{c['reused_buffer'] * 1e3:.2f} | {zc} |")
     print(f"\n### GaussianScore.fit per chunk of {args.chunk_rows} rows (float64)\n")
-    print("| d | Mardia einsum (s) | same by GEMM (s) | X.T@X (s) | einsum / GEMM |")
-    print("|---|---|---|---|---|")
+    print("| d | library _mardia (s) | old einsum (s) | same by GEMM (s) | X.T@X (s) | einsum / GEMM |")
+    print("|---|---|---|---|---|---|")
     for f in fit_costs:
-        print(f"| {f['d']} | {f['mardia_einsum']:.4f} | {f['gemm_rowwise']:.4f} | {f['second_moment_gemm']:.4f} | "
-              f"{f['mardia_einsum'] / f['gemm_rowwise']:.0f}x |")
+        lib = f"{f['mardia_library']:.4f}" if "mardia_library" in f else "—"
+        print(f"| {f['d']} | {lib} | {f['mardia_einsum']:.4f} | {f['gemm_rowwise']:.4f} | "
+              f"{f['second_moment_gemm']:.4f} | {f['mardia_einsum'] / f['gemm_rowwise']:.0f}x |")
     for p in profiles:
         print(f"\n#### profile: {p['dtype']} d={p['d']} m={p['m']} contract_pairs (cProfile, own time)\n")
         for e in p["cprofile_pairs"][:8]:
@@ -466,7 +481,8 @@ def worker(args) -> None:
     est = estimate_first_layer(X, y, args.k, 3, score, random_state=args.seed, device="cpu")
     seconds = time.perf_counter() - started
     anon_peak = sampler.stop()
-    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss        # KiB on Linux
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss        # KiB; inherits the parent's peak (see top)
+    hwm = _status_kib("VmHWM")
     rec = weight_recovery(A, est.directions)
     print("RESULT " + json.dumps({
         "n": args.n, "d": X.shape[1], "k": args.k, "seconds": seconds, "prefit_score_seconds": prefit_seconds,
@@ -475,7 +491,7 @@ def worker(args) -> None:
         "recovery_min": rec.min, "recovery_mean": rec.mean, "moment_passes": est.diagnostics["moment_passes"],
         "cp_passes": est.diagnostics.get("passes"), "subspace_gap": est.diagnostics.get("subspace_gap"),
         "samples_needed": est.diagnostics.get("samples_needed"),
-        "data_bytes": int(X.nbytes + y.nbytes), "ru_maxrss_bytes": maxrss * 1024,
+        "data_bytes": int(X.nbytes + y.nbytes), "ru_maxrss_bytes": maxrss * 1024, "vm_hwm_bytes": hwm * 1024,
         "rss_anon_before_bytes": anon_before * 1024, "rss_anon_peak_bytes": anon_peak * 1024,
         "rss_anon_growth_bytes": (anon_peak - anon_before) * 1024, "threads": args.threads}), flush=True)
 
@@ -493,7 +509,7 @@ def _run_worker(paths, n, k, args, prefit=False) -> dict:
 
 
 def _memory_row(r) -> str:
-    return (f"{r['data_bytes'] / GIB:.3f} | {r['ru_maxrss_bytes'] / GIB:.3f} | {r['rss_anon_peak_bytes'] / GIB:.3f} "
+    return (f"{r['data_bytes'] / GIB:.3f} | {r['vm_hwm_bytes'] / GIB:.3f} | {r['rss_anon_peak_bytes'] / GIB:.3f} "
             f"| {r['rss_anon_growth_bytes'] / GIB:.3f}")
 
 
@@ -508,16 +524,17 @@ def scaling_part(args) -> dict:
         best["seconds"] = _median([r["seconds"] for r in runs])
         best["all_seconds"] = [r["seconds"] for r in runs]
         best["ru_maxrss_bytes"] = max(r["ru_maxrss_bytes"] for r in runs)
+        best["vm_hwm_bytes"] = max(r["vm_hwm_bytes"] for r in runs)
         best["rss_anon_peak_bytes"] = max(r["rss_anon_peak_bytes"] for r in runs)
         best["rss_anon_growth_bytes"] = max(r["rss_anon_growth_bytes"] for r in runs)
         rows.append(best)
         print(f"n={n}: {best['seconds']:.2f} s ({reps} runs), recovery {best['recovery_min']:.4f}, maxrss "
-              f"{best['ru_maxrss_bytes'] / GIB:.2f} GiB, anon peak {best['rss_anon_peak_bytes'] / GIB:.3f} GiB",
+              f"{best['vm_hwm_bytes'] / GIB:.2f} GiB (VmHWM), anon peak {best['rss_anon_peak_bytes'] / GIB:.3f} GiB",
               flush=True)
     base = rows[0]
     print(f"\n### estimate_first_layer vs n (d={args.d}, k={args.k}, tanh, scale 1.5, X memory-mapped, "
           f"threads={args.threads})\n")
-    print("| n | runs | time (s) | s per 1e6 rows | passes | recovery min | data (GiB) | ru_maxrss (GiB) | "
+    print("| n | runs | time (s) | s per 1e6 rows | passes | recovery min | data (GiB) | VmHWM (GiB) | "
           "RssAnon peak (GiB) | RssAnon growth (GiB) |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
@@ -549,7 +566,7 @@ def large_part(args) -> dict:
     print(f"\n### estimate_first_layer at d={args.large_d}, k={args.large_k}, n={args.large_n:,} "
           f"(X memory-mapped, threads={args.threads}, 1 run)\n")
     print("| score | time (s) | of which score fit (s) | passes | recovery min / mean | data (GiB) | "
-          "ru_maxrss (GiB) | RssAnon peak (GiB) | RssAnon growth (GiB) |")
+          "VmHWM (GiB) | RssAnon peak (GiB) | RssAnon growth (GiB) |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         fit = "—" if r["prefit_score_seconds"] is None else f"{r['prefit_score_seconds']:.1f}"
@@ -583,7 +600,7 @@ def main(argv=None) -> None:
     parser.add_argument("--large-k", type=int, default=50)
     parser.add_argument("--large-n", type=int, default=1_000_000)
     parser.add_argument("--library-score", action="store_true",
-                        help="large: also run with GaussianScore.fit (its Mardia einsum is O(n d^2) in a slow loop)")
+                        help="large: also run with the library's GaussianScore.fit (X.T@X + Mardia: two n*d^2 passes)")
     parser.add_argument("--tmp", default="/tmp/nnlift_bench")
     parser.add_argument("--keep-data", action="store_true")
     parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/moments_<part>.json)")

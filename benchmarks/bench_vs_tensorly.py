@@ -8,19 +8,25 @@ Same data for every method: `make_teacher(n, d, k, "tanh", weight_scale=1.5, noi
 * dense (the route a TensorLy user takes today): mean and covariance of X, Z = (X - mean) P with P = cov^-1,
   then T = mean_r w_r z_r⊗z_r⊗z_r - sym(mean_r w_r z_r ⊗ P) (w = y - ȳ), i.e. E[(y - ȳ) · S3(x)] with the same
   Gaussian score nnlift uses, as a d×d×d numpy array formed over row chunks with
-  np.einsum("n,ni,nj,nk->ijk", w, Z, Z, Z, optimize=True) (einsum's optimizer turns it into a GEMM against the
-  chunk's d² pair products; chunk rows are capped so that intermediate stays below 256 MiB). Then
+  np.einsum("ni,njk->ijk", w·Z, np.einsum("nj,nk->njk", Z, Z), optimize=True) (a GEMM against the chunk's d²
+  pair products, the fastest einsum route; chunk rows are capped so that intermediate stays below 256 MiB). The
+  tensor is formed once per repeat and shared by the TensorLy methods; each method's time is form + its own
+  decomposition. Then
   - `tensorly.decomposition.symmetric_parafac_power_iteration(T, k, n_repeat=10, n_iteration=10)` (TensorLy's
     defaults; the setting FINDINGS.md used), and
   - `tensorly.decomposition.parafac(T, k, init="svd", n_iter_max=100)` (non-symmetric CP-ALS; recovery from
     its first factor matrix).
   Time = forming the tensor + the decomposition.
 * nnlift: `estimate_first_layer(X, y, k, 3, "gaussian", random_state=seed, device="cpu")` with its defaults:
-  score fit (incl. the Mardia test), range finder, projected CP, refinement on the operator, row_norm_sq.
+  score fit (incl. the Mardia test), range finder, projected CP, refinement on the operator, row_norm_sq;
+  nnlift_power: the same with cp_options={"method": "power", "n_restarts": 10, "n_iter": --power-iter} (the
+  implicit robust power method with deflation, TensorLy's n_repeat=10, n_iteration=10 setting).
+* one-call einsum: the dense tensor formed with einsum("n,ni,nj,nk->ijk", optimize=True) per chunk, timed once
+  for the d in --naive-einsum (what FINDINGS.md's dense numbers used; not part of the totals).
 
 Recovery = `weight_recovery(teacher.first_layer, estimate).min` (min |cos| after Hungarian matching). Each
-timing is `time.perf_counter`, the median of `--repeats` runs (after one untimed warm-up of nnlift at the
-smallest size); the baseline (dense + TensorLy) runs in the same process, alternating with nnlift.
+timing is `time.perf_counter`, the median of `--repeats` runs (after one untimed warm-up of every method on a
+small problem); the baseline (dense + TensorLy) runs in the same process, alternating with nnlift.
 Threads: `--threads` (default 1) sets OMP/MKL_NUM_THREADS before numpy/torch are imported, and
 torch.set_num_threads. Results: benchmarks/results/vs_tensorly[_quick].json.
 """
@@ -65,7 +71,10 @@ def dense_moment(X, y, max_bytes=256 * 2**20):
     for s in range(0, n, chunk):
         Z = (X[s:s + chunk] - mean) @ P
         w = w_all[s:s + chunk]
-        T += np.einsum("n,ni,nj,nk->ijk", w, Z, Z, Z, optimize=True)
+        # two einsums: the pair products, then a contraction over rows that einsum hands to BLAS (tensordot);
+        # the one-call einsum("n,ni,nj,nk->ijk", ..., optimize=True) runs its last step in einsum's own loop,
+        # 3.5x slower at d=100 (measured), and optimize=False slower still
+        T += np.einsum("ni,njk->ijk", w[:, None] * Z, np.einsum("nj,nk->njk", Z, Z), optimize=True)
         m1 += Z.T @ w
     T /= n
     m1 /= n
@@ -73,7 +82,8 @@ def dense_moment(X, y, max_bytes=256 * 2**20):
     return T, chunk
 
 
-def run_dense(teacher, k, method, seed):
+def run_dense(teacher, k, methods, seed):
+    """Form the dense tensor once, then each TensorLy decomposition; per method: form + decompose seconds."""
     import numpy as np
     import tensorly as tl
     from tensorly.decomposition import parafac, symmetric_parafac_power_iteration
@@ -84,25 +94,48 @@ def run_dense(teacher, k, method, seed):
     started = time.perf_counter()
     T, chunk = dense_moment(teacher.X, teacher.y)
     formed = time.perf_counter() - started
-    np.random.seed(seed)                     # TensorLy's power iteration draws from the global RNG
-    if method == "tl_power":
-        _, factor = symmetric_parafac_power_iteration(T, k, n_repeat=10, n_iteration=10)
-    else:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            cp = parafac(T, k, init="svd", n_iter_max=100, random_state=seed)
-        factor = cp.factors[0]
-    total = time.perf_counter() - started
-    return {"seconds": total, "form_seconds": formed, "decompose_seconds": total - formed, "chunk_rows": chunk,
-            "recovery_min": weight_recovery(teacher.first_layer, factor).min}
+    out = {}
+    for method in methods:
+        started = time.perf_counter()
+        np.random.seed(seed)  # noqa: NPY002  TensorLy's power iteration draws from the global RNG
+        if method == "tl_power":
+            _, factor = symmetric_parafac_power_iteration(T, k, n_repeat=10, n_iteration=10)
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                cp = parafac(T, k, init="svd", n_iter_max=100, random_state=seed)
+            factor = cp.factors[0]
+        decompose = time.perf_counter() - started
+        out[method] = {"seconds": formed + decompose, "form_seconds": formed, "decompose_seconds": decompose,
+                       "chunk_rows": chunk, "recovery_min": weight_recovery(teacher.first_layer, factor).min}
+    return out
 
 
-def run_nnlift(teacher, k, seed):
+def naive_einsum_form(teacher, max_bytes=256 * 2**20):
+    """Seconds to form the same tensor with the one-call einsum("n,ni,nj,nk->ijk", optimize=True) per chunk."""
+    import numpy as np
+
+    X, y = teacher.X, teacher.y
+    n, d = X.shape
+    chunk = max(1, min(n, int(max_bytes // (8 * d * d))))
+    started = time.perf_counter()
+    mean = X.mean(axis=0)
+    P = np.linalg.inv(np.cov(X, rowvar=False))
+    w_all = y - y.mean()
+    T = np.zeros((d, d, d))
+    for s in range(0, n, chunk):
+        Z = (X[s:s + chunk] - mean) @ P
+        T += np.einsum("n,ni,nj,nk->ijk", w_all[s:s + chunk], Z, Z, Z, optimize=True)
+    return time.perf_counter() - started
+
+
+def run_nnlift(teacher, k, seed, cp_options=None):
     from nnlift.lift.first_layer import estimate_first_layer
     from nnlift.metrics import weight_recovery
 
     started = time.perf_counter()
-    est = estimate_first_layer(teacher.X, teacher.y, k, 3, "gaussian", random_state=seed, device="cpu")
+    est = estimate_first_layer(teacher.X, teacher.y, k, 3, "gaussian", random_state=seed, device="cpu",
+                               cp_options=cp_options)
     seconds = time.perf_counter() - started
     return {"seconds": seconds, "recovery_min": weight_recovery(teacher.first_layer, est.directions).min,
             "moment_passes": est.diagnostics["moment_passes"], "subspace_gap": est.diagnostics.get("subspace_gap")}
@@ -118,7 +151,12 @@ def main(argv=None) -> None:
     parser.add_argument("--weight-scale", type=float, default=1.5)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--methods", nargs="+", default=["tl_power", "tl_parafac"])
+    parser.add_argument("--methods", nargs="+", default=["tl_power", "tl_parafac"], choices=["tl_power", "tl_parafac"])
+    parser.add_argument("--power", action=argparse.BooleanOptionalAction, default=True,
+                        help="also nnlift with cp_options method='power' (10 restarts x --power-iter iterations)")
+    parser.add_argument("--power-iter", type=int, default=10)
+    parser.add_argument("--naive-einsum", type=int, nargs="*", default=[50, 100],
+                        help="d values at which to also time (once) the one-call einsum tensor formation")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
@@ -132,7 +170,7 @@ def main(argv=None) -> None:
     from nnlift.datasets import make_teacher
 
     if args.quick:
-        args.dims, args.ks, args.n, args.repeats = [20, 30], [5, 5], 30_000, 1
+        args.dims, args.ks, args.n, args.repeats, args.naive_einsum = [20, 30], [5, 5], 30_000, 1, [30]
     if len(args.ks) != len(args.dims):
         parser.error("--ks needs one k per --dims entry")
     print(f"threads: torch {torch.get_num_threads()}, OMP/MKL {os.environ['OMP_NUM_THREADS']}; load average "
@@ -140,24 +178,28 @@ def main(argv=None) -> None:
     # warm-up (imports, MKL/torch initialisation) on a small problem, untimed
     warm = make_teacher(20_000, 10, 3, "tanh", weight_scale=args.weight_scale, random_state=0)
     run_nnlift(warm, 3, 0)
-    run_dense(warm, 3, "tl_power", 0)
+    run_dense(warm, 3, args.methods, 0)
 
     rows = []
-    for d, k in zip(args.dims, args.ks):
+    for d, k in zip(args.dims, args.ks, strict=True):
         teacher = make_teacher(args.n, d, k, "tanh", noise=0.05, weight_scale=args.weight_scale,
                                random_state=args.seed)
-        runs = {name: [] for name in ["nnlift", *args.methods]}
+        runs = {name: [] for name in ["nnlift", *(["nnlift_power"] if args.power else []), *args.methods]}
         for _ in range(args.repeats):                 # alternate, so load from other jobs falls on every method
             runs["nnlift"].append(run_nnlift(teacher, k, args.seed))
-            for method in args.methods:
-                runs[method].append(run_dense(teacher, k, method, args.seed))
+            if args.power:
+                runs["nnlift_power"].append(run_nnlift(teacher, k, args.seed, {"method": "power", "n_restarts": 10,
+                                                                               "n_iter": args.power_iter}))
+            for method, r in run_dense(teacher, k, args.methods, args.seed).items():
+                runs[method].append(r)
         summary = {}
         for name, rs in runs.items():
             summary[name] = {key: _median([r[key] for r in rs]) for key in rs[0]
                              if isinstance(rs[0][key], int | float) and rs[0][key] is not None}
             summary[name]["all_seconds"] = [r["seconds"] for r in rs]
             summary[name]["all_recovery_min"] = [r["recovery_min"] for r in rs]
-        row = {"d": d, "k": k, "n": args.n, "methods": summary,
+        naive = naive_einsum_form(teacher) if d in args.naive_einsum else None
+        row = {"d": d, "k": k, "n": args.n, "methods": summary, "naive_einsum_form_seconds": naive,
                "speedup_vs_tl_power": (summary["tl_power"]["seconds"] / summary["nnlift"]["seconds"]
                                        if "tl_power" in summary else None)}
         rows.append(row)
@@ -166,29 +208,33 @@ def main(argv=None) -> None:
 
     print(f"\n### first-layer recovery: nnlift vs dense E[y·S3] + TensorLy (tanh, scale {args.weight_scale}, "
           f"n={args.n:,}, seed {args.seed}, threads={args.threads}, median of {args.repeats})\n")
-    names = ["nnlift", *args.methods]
+    names = ["nnlift", *(["nnlift_power"] if args.power else []), *args.methods]
     head = " | ".join(f"{name} time (s) | {name} recovery" for name in names)
-    print(f"| d | k | {head} | dense: form (s) | speed-up vs tl_power |")
-    print("|---|---|" + "---|---|" * len(names) + "---|---|")
+    print(f"| d | k | {head} | dense: form (s) | one-call einsum form (s, 1 run) | speed-up vs tl_power |")
+    print("|---|---|" + "---|---|" * len(names) + "---|---|---|")
     for r in rows:
         m = r["methods"]
         cells = " | ".join(f"{m[name]['seconds']:.2f} | {m[name]['recovery_min']:.4f}" for name in names)
         form = m[args.methods[0]]["form_seconds"] if args.methods else float("nan")
-        speed = "—" if r["speedup_vs_tl_power"] is None else f"{r['speedup_vs_tl_power']:.0f}x"
-        print(f"| {r['d']} | {r['k']} | {cells} | {form:.2f} | {speed} |")
+        naive = "—" if r["naive_einsum_form_seconds"] is None else f"{r['naive_einsum_form_seconds']:.1f}"
+        speed = "—" if r["speedup_vs_tl_power"] is None else f"{r['speedup_vs_tl_power']:.1f}x"
+        print(f"| {r['d']} | {r['k']} | {cells} | {form:.2f} | {naive} | {speed} |")
+    print("\nnnlift diagnostics (first run): " + "; ".join(
+        f"d={r['d']}: passes {r['methods']['nnlift'].get('moment_passes')}, subspace gap "
+        f"{r['methods']['nnlift'].get('subspace_gap')}" for r in rows))
 
-    # where the dense route stops: memory d^3 * 8 bytes and work ~ n d^4 (d^2 pair products times d columns)
+    # where the dense route stops: memory d^3 * 8 bytes and work ~ 2 n d^3 (every row touches all d^3 entries)
     last = rows[-1]
-    form_rate = last["methods"][args.methods[0]]["form_seconds"] / (last["n"] * last["d"] ** 4) if args.methods else None
+    form_rate = last["methods"][args.methods[0]]["form_seconds"] / (last["n"] * last["d"] ** 3)
     d_fit = int((MACHINE_BYTES / 8) ** (1 / 3))
     limits = []
     print(f"\n### dense route limits (tensor alone d³·8 bytes vs {MACHINE_BYTES / GIB:.0f} GiB; forming time "
-          f"extrapolated as n·d⁴ from d={last['d']}, n={last['n']:,})\n")
+          f"extrapolated as n·d³ from d={last['d']}, n={last['n']:,})\n")
     print("| d | tensor (GiB) | fits in 24 GiB | forming time at n=2e5 | at n=1e6 |")
     print("|---|---|---|---|---|")
     for d in sorted({100, 200, 500, 1000, d_fit, 2000}):
         size = d**3 * 8
-        t2, t6 = form_rate * 2e5 * d**4, form_rate * 1e6 * d**4
+        t2, t6 = form_rate * 2e5 * d**3, form_rate * 1e6 * d**3
         limits.append({"d": d, "tensor_bytes": size, "fits": size < MACHINE_BYTES, "form_seconds_n2e5": t2,
                        "form_seconds_n1e6": t6})
         print(f"| {d} | {size / GIB:.3g} | {'yes' if size < MACHINE_BYTES else 'no'} | {t2 / 3600:.3g} h | "
@@ -199,7 +245,7 @@ def main(argv=None) -> None:
                           "numpy": np.__version__, "tensorly": tensorly.__version__, "torch": torch.__version__,
                           "load_avg_at_start": os.getloadavg(), "argv": sys.argv, "n": args.n,
                           "weight_scale": args.weight_scale, "seed": args.seed, "repeats": args.repeats},
-              "rows": rows, "dense_limits": limits, "form_seconds_per_n_d4": form_rate}
+              "rows": rows, "dense_limits": limits, "form_seconds_per_n_d3": form_rate}
     out = args.out or RESULTS / f"vs_tensorly{'_quick' if args.quick else ''}.json"
     write_json(out, result)
     print(f"\nwrote {out}")
