@@ -35,6 +35,8 @@ from .subspace import NotWhitenableError, range_finder, whiten
 __all__ = ["cp_symmetric", "CPResult", "METHODS"]
 
 METHODS = ("auto", "power", "jennrich", "als")
+FALLBACK_GAP = 1.1
+FALLBACK_POWER_ITER = 10
 
 
 @dataclass
@@ -80,9 +82,10 @@ def cp_symmetric(T, rank: int, method: str = "auto", random_state=None, *, secon
     """Rank-`rank` symmetric CP of T, a dense (d,)*m array (m in {3, 4}) or a `SymmetricOperator`.
 
     method: "auto" (Jennrich and power method on the projected tensor, each polished by ALS, lowest residual
-    wins), "jennrich", "als" (ALS from `n_restarts` random starts), or "power" (robust tensor power method run
-    implicitly on the operator with deflation, `n_restarts` starts and up to 2 * `n_iter` calls per component).
-    second_moment: optional PSD M2 = sum_j w_j a_j a_j^T; used to whiten when it is numerically PSD of rank
+    wins; when the range finder's gap s_k/s_{k+1} is below FALLBACK_GAP the basis comes from the implicit power
+    method with at most FALLBACK_POWER_ITER iterations per start instead), "jennrich", "als" (ALS from
+    `n_restarts` random starts), or "power" (robust tensor power method run implicitly on the operator with
+    deflation, `n_restarts` starts and up to 2 * `n_iter` calls per component).
     `rank`, ignored otherwise (diagnostics["whitening"] says which).
     n_iter bounds power iterations and ALS sweeps; tol is their stopping tolerance and refinement's; oversample
     and subspace_iter set the range finder's extra probes and contract calls; refine_iter the refinement updates
@@ -150,6 +153,15 @@ def _basis(op, rank, method, rng, whitening, diagnostics, *, n_restarts, n_iter,
         diagnostics["iterations"]["subspace"] = subspace_iter
         diagnostics["subspace"] = "range_finder"
         _record_spectrum(diagnostics, singular_values, rank)
+        if method == "auto" and diagnostics["subspace_gap"] < FALLBACK_GAP:
+            # The block range finder sees each component through <a_j, v>^2 of unit probes spread over d
+            # dimensions; at low signal-to-noise its rank-k gap vanishes while the power method, whose iterate
+            # aligns with one a_j and sees the full lambda_j, still recovers it (measured at d=100, k=10).
+            _, power_factors, calls = tensor_power_method(op, rank, rng, n_restarts=n_restarts,
+                                                          n_iter=min(n_iter, FALLBACK_POWER_ITER), tol=tol)
+            diagnostics["iterations"]["power"] = calls
+            Q = np.linalg.qr(power_factors)[0]
+            diagnostics["subspace"] = f"power_factors (range-finder gap below {FALLBACK_GAP})"
     return Q, power_factors
 
 
