@@ -174,3 +174,10 @@ def test_per_row_terms_sum_to_the_chunk_contraction(tiny_gaussian, order):
     np.testing.assert_allclose(rows.sum(dim=0), score.contract_chunk(X, w, V, order), atol=1e-10)
     single = [score.contract_chunk(X[i:i + 1], w[i:i + 1], V, order) for i in range(3)]
     np.testing.assert_allclose(rows[:3], torch.stack(single), atol=1e-12)
+
+
+def test_mardia_is_calibrated_when_d_is_a_large_fraction_of_n():
+    """With the covariance estimated from the same rows, E[b2] = d(d+2)(n-1)/(n+1) (rescaled): no false alarm."""
+    rng = np.random.default_rng(7)
+    zs = [GaussianScore().fit(rng.standard_normal((2000, 200))).gaussianity_["kurtosis_z"] for _ in range(3)]
+    assert max(abs(z) for z in zs) < 4

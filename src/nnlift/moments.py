@@ -31,6 +31,9 @@ __all__ = ["CrossMoment", "chunk_sums", "make_moment"]
 _ORDERS = (2, 3, 4)
 
 
+_ROW_TERMS_PER_PIECE = 4_000_000
+
+
 def check_order(order: int) -> int:
     """The moment order, which must be 2, 3 or 4."""
     if order not in _ORDERS:
@@ -52,7 +55,10 @@ def chunk_sums(score, statistic: str, X: torch.Tensor, w: torch.Tensor, probes: 
     elif statistic == "project":
         out = score.project_chunk(X, w, probes[0], order)
     elif statistic == "row_norm_sq":
-        out = (score.contract_rows(X, w, probes[0], order) ** 2).sum(dim=(0, 1))
+        # contract_rows is (rows, d, m): take the rows in pieces of about _ROW_TERMS_PER_PIECE numbers.
+        step = max(1, _ROW_TERMS_PER_PIECE // (X.shape[1] * probes[0].shape[1]))
+        out = sum((score.contract_rows(X[i:i + step], w[i:i + step], probes[0], order) ** 2).sum(dim=(0, 1))
+                  for i in range(0, X.shape[0], step))
     else:
         raise ValueError(f"unknown statistic {statistic!r}")
     return out.reshape(-1)

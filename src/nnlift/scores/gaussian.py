@@ -77,6 +77,8 @@ class GaussianScore:
             total += float(np.sum(np.sum((centred @ self.precision_) * centred, axis=1) ** 2))
         kurtosis = total / n
         expected = d * (d + 2)
+        if self.cov is None:  # estimated (n - 1) covariance: E[b2] = d(d+2)(n-1)/(n+1) (Mardia 1974), rescaled
+            expected *= (n - 1) / (n + 1) * ((n - 1) / n) ** 2
         return {"kurtosis": kurtosis, "kurtosis_expected": float(expected),
                 "kurtosis_z": (kurtosis - expected) / np.sqrt(8.0 * expected / n)}
 
