@@ -8,6 +8,7 @@ loop over them; it checks widths and row counts, so a source that changes betwee
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -46,6 +47,20 @@ def to_tensor(a, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
         return a.detach().to(device=device, dtype=dtype, copy=True)
     return torch.as_tensor(np.array(a, dtype=np.float64 if dtype == torch.float64 else np.float32),
                            device=device)
+
+
+def as_read_only_tensor(a, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """A tensor view of a chunk for reading only: no copy when a CPU array already has `dtype` and is C-ordered.
+
+    The moment kernels never write to their inputs, so the copy `to_tensor` makes is pure cost on the row pass
+    (a third of a pass at d=500, benchmarks/bench_moments.py). Callers must not modify the result in place.
+    """
+    if isinstance(a, torch.Tensor):
+        return a.detach().to(device=device, dtype=dtype)
+    array = np.ascontiguousarray(a, dtype=np.float64 if dtype == torch.float64 else np.float32)
+    with warnings.catch_warnings():  # read-only memmaps: torch warns that the view is not writable
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(array).to(device=device)
 
 
 def is_dask_collection(a) -> bool:

@@ -18,11 +18,11 @@ from distributed import Client
 from ._backend import (
     DEFAULT_CHUNK_ROWS,
     DaskSource,
+    as_read_only_tensor,
     is_dask_collection,
     resolve_device,
     resolve_dtype,
     suggest_smaller_chunks,
-    to_tensor,
 )
 from .moments import CrossMoment, check_order, chunk_sums
 from .scores import get_score
@@ -50,8 +50,8 @@ def _block_sums(X, y, score, *probes, statistic: str, order: int, y_mean: float,
     total = torch.zeros(size, dtype=dtype, device=device)
     with suggest_smaller_chunks(chunk_rows):
         for start in range(0, X.shape[0], chunk_rows):
-            X_t = to_tensor(X[start:start + chunk_rows], device, dtype)
-            w = to_tensor(y[start:start + chunk_rows], device, dtype) - y_mean
+            X_t = as_read_only_tensor(X[start:start + chunk_rows], device, dtype)
+            w = as_read_only_tensor(y[start:start + chunk_rows], device, dtype) - y_mean
             total += chunk_sums(score, statistic, X_t, w, probes_t, order)
     return total.to(torch.float64).cpu().numpy()[None]
 

@@ -16,6 +16,7 @@ import torch
 
 from ._backend import (
     DEFAULT_CHUNK_ROWS,
+    as_read_only_tensor,
     as_row_source,
     check_finite_chunk,
     iter_row_chunks,
@@ -106,7 +107,8 @@ class CrossMoment:
 
     def _chunks(self, chunk_rows: int):
         for _, X_chunk, y_chunk in iter_row_chunks(self.source, None, chunk_rows, native=True):
-            yield to_tensor(X_chunk, self.device, self.dtype), to_tensor(y_chunk, self.device, self.dtype) - self.y_mean
+            yield (as_read_only_tensor(X_chunk, self.device, self.dtype),
+                   as_read_only_tensor(y_chunk, self.device, self.dtype) - self.y_mean)
 
     def _mean(self, statistic: str, probes: list[np.ndarray], rows: int | None = None) -> np.ndarray:
         """The mean of `chunk_sums` over all rows (one pass, counted) or over the first `rows` rows.
