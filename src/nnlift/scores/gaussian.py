@@ -90,7 +90,7 @@ class GaussianScore:
     @staticmethod
     def _z_times(X: torch.Tensor, mean: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
         """Z @ B' with Z = (X - mu) P, given B = P B' already: X @ B minus the rank-one mean term."""
-        return X @ B - mean @ B
+        return torch.addmm(-(mean @ B), X, B)
 
     @staticmethod
     def _zt_times(X: torch.Tensor, mean: torch.Tensor, precision: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
@@ -111,8 +111,10 @@ class GaussianScore:
             return self._zt_times(X, mean, P, w[:, None] * ZV) - PV * w.sum()
         vPv = (V * PV).sum(dim=0)
         if order == 3:
-            zt = self._zt_times(X, mean, P, torch.cat([w[:, None] * ZV**2, w[:, None]], dim=1))
-            return zt[:, :-1] - zt[:, -1:] * vPv - 2.0 * PV * (w @ ZV)
+            wZV = w @ ZV
+            weighted_z = P @ (X.T @ w - mean * w.sum())
+            cubic = self._zt_times(X, mean, P, ZV.square_().mul_(w[:, None]))  # in place: ZV is not used again
+            return cubic - weighted_z[:, None] * vPv - 2.0 * PV * wZV
         if order == 4:
             zt = self._zt_times(X, mean, P, torch.cat([w[:, None] * ZV**3, w[:, None] * ZV], dim=1))
             m = V.shape[1]
@@ -142,8 +144,10 @@ class GaussianScore:
         PU, PW = P @ U, P @ W
         ZU, ZW = self._z_times(X, mean, PU), self._z_times(X, mean, PW)
         uPw = (U * PW).sum(dim=0)
-        zt = self._zt_times(X, mean, P, torch.cat([w[:, None] * ZU * ZW, w[:, None]], dim=1))
-        return zt[:, :-1] - zt[:, -1:] * uPw - PU * (w @ ZW) - PW * (w @ ZU)
+        wZU, wZW = w @ ZU, w @ ZW
+        weighted_z = P @ (X.T @ w - mean * w.sum())
+        cubic = self._zt_times(X, mean, P, ZU.mul_(ZW).mul_(w[:, None]))  # in place: ZU is not used again
+        return cubic - weighted_z[:, None] * uPw - PU * wZW - PW * wZU
 
     def project_chunk(self, X: torch.Tensor, w: torch.Tensor, Q: torch.Tensor, order: int) -> torch.Tensor:
         """sum_r w_r S_order(x_r)(Q, ..., Q): a dense (k,)*order tensor, k = Q.shape[1]."""
