@@ -3,6 +3,7 @@
     python benchmarks/bench_recovery.py recovery --activation tanh --d 20 --k 5 --n 500000 --seeds 20
     python benchmarks/bench_recovery.py curve --activation tanh --d 20 --k 5 --seeds 3
     python benchmarks/bench_recovery.py versus --activation relu --d 10 --k 5 --n 500000 --seeds 20
+    python benchmarks/bench_recovery.py passes --activation tanh --d 50 --k 10 --n 1000000 --seeds 1
 
 Each prints a markdown table and writes the per-seed numbers to benchmarks/results/<name>.json.
 """
@@ -122,9 +123,25 @@ def versus(args) -> dict:
     return {"rows": rows}
 
 
+def passes(args) -> dict:
+    """Passes over the data vs recovery of the tensor start (no fine-tuning) for three cp_symmetric settings."""
+    settings = {"default": {}, "two passes": {"subspace_iter": 1, "refine_iter": 0, "oversample": 40},
+                "six passes": {"subspace_iter": 2, "refine_iter": 2}}
+    teacher = _teacher(args, args.seeds)
+    rows = {}
+    for name, options in settings.items():
+        model = LiftRegressor(args.k, activation=args.activation, finetune=False, random_state=0,
+                              cp_options=options)
+        row = _fit(model, teacher)
+        row["passes"] = model.diagnostics_["moment_passes"]
+        rows[name] = row
+        print(f"| {name} | {row['passes']} | {row['recovery_min']:.4f} | {row['seconds']:.1f} |", flush=True)
+    return {"settings": settings, "rows": rows}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("study", choices=["recovery", "curve", "versus"])
+    parser.add_argument("study", choices=["recovery", "curve", "versus", "passes"])
     parser.add_argument("--activation", default="tanh")
     parser.add_argument("--d", type=int, default=20)
     parser.add_argument("--k", type=int, default=5)
@@ -136,7 +153,8 @@ def main() -> None:
     parser.add_argument("--max-rows", type=int, default=100_000)
     parser.add_argument("--tag", default="")
     args = parser.parse_args()
-    result = {"args": vars(args), **{"recovery": recovery, "curve": curve, "versus": versus}[args.study](args)}
+    studies = {"recovery": recovery, "curve": curve, "versus": versus, "passes": passes}
+    result = {"args": vars(args), **studies[args.study](args)}
     name = f"{args.study}_{args.activation}_d{args.d}_k{args.k}{args.tag}"
     write_json(RESULTS / f"{name}.json", result)
 
