@@ -118,7 +118,8 @@ def save(result: dict, out_dir: str | Path) -> tuple[Path, Path]:
         ax_risk.bar(x + offset, excess, width, label=method)
         ax_rec.bar(x + offset, [r[method]["recovery_min"] for r in result["seeds"]], width, label=method)
     ax_risk.axhline(result["config"]["success_tol"], color="k", linestyle="--", label="success threshold")
-    ax_risk.set(yscale="log", xlabel="seed", ylabel="(test MSE - noise) / noise", xticks=x, xticklabels=seeds)
+    ax_risk.set(yscale="log", xlabel="seed", ylabel="(test MSE - noise) / noise, floored at 1e-4", xticks=x,
+               xticklabels=seeds)
     ax_rec.set(xlabel="seed", ylabel="min |cos| to true neuron", ylim=(0, 1.05), xticks=x, xticklabels=seeds)
     ax_risk.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=3, fontsize="small")
     cfg = result["config"]
