@@ -22,3 +22,16 @@ def test_auto_falls_back_to_the_power_method_when_the_range_finder_gap_vanishes(
     assert auto.diagnostics["subspace"].startswith("power_factors")
     assert weight_recovery(A, range_only.factors).min < 0.5
     assert weight_recovery(A, auto.factors).min > 0.9
+
+
+def test_fallback_is_skipped_and_said_when_it_would_take_too_many_passes():
+    rng = np.random.default_rng(1)
+    d, k = 40, 21  # 21 components x 2 x 10 iterations > FALLBACK_MAX_PASSES
+    A = np.linalg.qr(rng.standard_normal((d, k)))[0]
+    T = np.einsum("ir,jr,kr->ijk", A, A, A)
+    noise = rng.standard_normal((d, d, d))
+    noise = sum(np.transpose(noise, p) for p in itertools.permutations(range(3))) / 6
+    result = cp_symmetric(T + 3.0 * np.linalg.norm(T) * noise / np.linalg.norm(noise), k, random_state=0)
+    assert result.diagnostics["subspace_gap"] < 1.1
+    assert "fallback skipped" in result.diagnostics["subspace"]
+    assert result.diagnostics["passes"] < 30

@@ -37,6 +37,7 @@ __all__ = ["cp_symmetric", "CPResult", "METHODS"]
 METHODS = ("auto", "power", "jennrich", "als")
 FALLBACK_GAP = 1.1
 FALLBACK_POWER_ITER = 10
+FALLBACK_MAX_PASSES = 400
 
 
 @dataclass
@@ -83,9 +84,11 @@ def cp_symmetric(T, rank: int, method: str = "auto", random_state=None, *, secon
 
     method: "auto" (Jennrich and power method on the projected tensor, each polished by ALS, lowest residual
     wins; when the range finder's gap s_k/s_{k+1} is below FALLBACK_GAP the basis comes from the implicit power
-    method with at most FALLBACK_POWER_ITER iterations per start instead), "jennrich", "als" (ALS from
-    `n_restarts` random starts), or "power" (robust tensor power method run implicitly on the operator with
-    deflation, `n_restarts` starts and up to 2 * `n_iter` calls per component).
+    method with at most FALLBACK_POWER_ITER iterations per start instead, unless that would take more than
+    FALLBACK_MAX_PASSES passes), "jennrich", "als" (ALS from `n_restarts` random starts), or "power" (robust
+    tensor power method run implicitly on the operator with deflation, `n_restarts` starts and up to 2 * `n_iter`
+    calls per component).
+    second_moment: optional PSD M2 = sum_j w_j a_j a_j^T; used to whiten when it is numerically PSD of rank
     `rank`, ignored otherwise (diagnostics["whitening"] says which).
     n_iter bounds power iterations and ALS sweeps; tol is their stopping tolerance and refinement's; oversample
     and subspace_iter set the range finder's extra probes and contract calls; refine_iter the refinement updates
@@ -153,7 +156,11 @@ def _basis(op, rank, method, rng, whitening, diagnostics, *, n_restarts, n_iter,
         diagnostics["iterations"]["subspace"] = subspace_iter
         diagnostics["subspace"] = "range_finder"
         _record_spectrum(diagnostics, singular_values, rank)
-        if method == "auto" and diagnostics["subspace_gap"] < FALLBACK_GAP:
+        fallback_passes = rank * 2 * min(n_iter, FALLBACK_POWER_ITER)
+        if method == "auto" and diagnostics["subspace_gap"] < FALLBACK_GAP and fallback_passes > FALLBACK_MAX_PASSES:
+            diagnostics["subspace"] = (f"range_finder (gap below {FALLBACK_GAP}; power-method fallback skipped: about "
+                                       f"{fallback_passes} passes > {FALLBACK_MAX_PASSES}, use method='power')")
+        elif method == "auto" and diagnostics["subspace_gap"] < FALLBACK_GAP:
             # The block range finder sees each component through <a_j, v>^2 of unit probes spread over d
             # dimensions; at low signal-to-noise its rank-k gap vanishes while the power method, whose iterate
             # aligns with one a_j and sees the full lambda_j, still recovers it (measured at d=100, k=10).
