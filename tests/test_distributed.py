@@ -36,24 +36,16 @@ def client(request):
         yield client
 
 
-def _results(op, probes):
-    out = {"contract": op.contract(probes["V"]), "project": op.project(probes["Q"]),
-           "row_norm_sq": op.row_norm_sq(probes["V"], max_rows=1000)}
-    if op.order == 3:
-        out["pairs"] = op.contract_pairs(probes["V"], probes["U"])
-    return out
-
-
 @pytest.mark.parametrize("order", [3, 4])
-def test_cluster_equals_in_memory(data, client, order):
+def test_cluster_equals_in_memory(data, client, order, moment_statistics):
     X, y, probes = data
     ref = CrossMoment(X, y, order=order, chunk_rows=512)
     op = DaskCrossMoment(da.from_array(X, chunks=(700, 3)), da.from_array(y, chunks=400), order=order,
                          client=client, chunk_rows=256, split_every=2)
     assert (op.n_samples, op.dim) == (N, D) and op.X.numblocks == (5, 1)
     np.testing.assert_allclose(op.score.precision_, ref.score.precision_, rtol=1e-12)
-    expected = _results(ref, probes)
-    for name, got in _results(op, probes).items():
+    expected = moment_statistics(ref, probes)
+    for name, got in moment_statistics(op, probes).items():
         np.testing.assert_allclose(got, expected[name], rtol=0, atol=1e-10 * np.abs(expected[name]).max(),
                                    err_msg=name)
     assert op.passes == ref.passes

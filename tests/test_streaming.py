@@ -34,14 +34,6 @@ def _pieces(X, y, sizes=(1, 333, 700, 64)):
     return make
 
 
-def _results(op, probes):
-    out = {"contract": op.contract(probes["V"]), "project": op.project(probes["Q"]),
-           "row_norm_sq": op.row_norm_sq(probes["V"], max_rows=500)}
-    if op.order == 3:
-        out["pairs"] = op.contract_pairs(probes["V"], probes["U"])
-    return out
-
-
 def _assert_same(got, expected, rtol):
     assert got.keys() == expected.keys()
     for name, value in expected.items():
@@ -65,7 +57,7 @@ def _saved(path, a):
 
 @pytest.mark.parametrize("order", [3, 4])
 @pytest.mark.parametrize("kind", SOURCES)
-def test_every_source_gives_the_numpy_moments(data, tmp_path, kind, order):
+def test_every_source_gives_the_numpy_moments(data, tmp_path, kind, order, moment_statistics):
     X, y, probes = data
     ref = CrossMoment(X, y, order=order, chunk_rows=256)
     source_X, source_y = SOURCES[kind](X, y, tmp_path)
@@ -74,7 +66,7 @@ def test_every_source_gives_the_numpy_moments(data, tmp_path, kind, order):
     np.testing.assert_allclose(op.y_mean, ref.y_mean, rtol=1e-13)
     np.testing.assert_allclose(op.score.cov_, ref.score.cov_, rtol=1e-12)
     np.testing.assert_allclose(op.score.gaussianity_["kurtosis"], ref.score.gaussianity_["kurtosis"], rtol=1e-12)
-    _assert_same(_results(op, probes), _results(ref, probes), 1e-12)
+    _assert_same(moment_statistics(op, probes, max_rows=500), moment_statistics(ref, probes, max_rows=500), 1e-12)
     assert op.passes == ref.passes == (3 if order == 3 else 2)
 
 
@@ -234,9 +226,9 @@ def test_make_moment_without_a_client_is_a_cross_moment(data):
 
 @cuda
 @pytest.mark.parametrize("kind", ["numpy", "memmap", "cuda_tensor", "function"])
-def test_cuda_matches_cpu_in_float32(data, tmp_path, kind):
+def test_cuda_matches_cpu_in_float32(data, tmp_path, kind, moment_statistics):
     X, y, probes = data
-    ref = _results(CrossMoment(X, y, order=3, chunk_rows=256), probes)
+    ref = moment_statistics(CrossMoment(X, y, order=3, chunk_rows=256), probes, max_rows=500)
     if kind == "memmap":
         source = SOURCES["memmap"](X, y, tmp_path)
     elif kind == "cuda_tensor":
@@ -247,4 +239,4 @@ def test_cuda_matches_cpu_in_float32(data, tmp_path, kind):
         source = (X, y)
     op = CrossMoment(*source, order=3, chunk_rows=256, device="cuda")
     assert op.dtype == torch.float32 and op.device.type == "cuda"
-    _assert_same(_results(op, probes), ref, 1e-4)
+    _assert_same(moment_statistics(op, probes, max_rows=500), ref, 1e-4)
