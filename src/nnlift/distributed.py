@@ -94,7 +94,7 @@ class DaskCrossMoment(CrossMoment):
         self.n_samples, self.dim = self.source.shape
         self.y_mean = self._check_rows()
         self.score = get_score(score)
-        if not hasattr(self.score, "precision_"):
+        if not self.score.is_fitted:
             self.score.fit(self.source.features(), chunk_rows=self.chunk_rows)
         self._score = client.persist(dask.delayed(self.score))
         self.passes = 0

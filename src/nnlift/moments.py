@@ -88,7 +88,7 @@ class CrossMoment:
         self.y_mean = self._check_rows()
         self.n_samples, self.dim = self.source.shape
         self.score = get_score(score)
-        if not hasattr(self.score, "precision_"):
+        if not self.score.is_fitted:
             self.score.fit(self.source.features(), chunk_rows=self.chunk_rows)
         self.passes = 0
 

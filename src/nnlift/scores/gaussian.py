@@ -32,6 +32,24 @@ class GaussianScore:
         self.mean = mean
         self.cov = cov
 
+    @classmethod
+    def from_parameters(cls, mean, cov) -> GaussianScore:
+        """A fitted score of N(mean, cov) without data (no Gaussianity test): e.g. one mixture component."""
+        score = cls(mean, cov)
+        cov = np.asarray(cov, dtype=np.float64)
+        score.mean_ = np.asarray(mean, dtype=np.float64).reshape(-1)
+        score.cov_ = cov
+        score.precision_ = np.linalg.inv(cov)
+        score.precision_ = 0.5 * (score.precision_ + score.precision_.T)
+        score.n_features_in_ = cov.shape[0]
+        score.gaussianity_ = None
+        return score
+
+    @property
+    def is_fitted(self) -> bool:
+        """True once mean_, cov_ and precision_ are set (by `fit` or `from_parameters`)."""
+        return hasattr(self, "precision_")
+
     # -- fitting ---------------------------------------------------------------------------------------
     def fit(self, X, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> GaussianScore:
         """Estimate the missing mean/covariance in one pass and test the Gaussian assumption (Mardia)."""
@@ -64,7 +82,8 @@ class GaussianScore:
             warnings.warn(
                 f"inputs do not look Gaussian (Mardia kurtosis {self.gaussianity_['kurtosis']:.1f} vs "
                 f"{d * (d + 2)} expected, z = {self.gaussianity_['kurtosis_z']:.1f}); the Gaussian score biases "
-                "the moment tensor. Consider a score for your input density (mixture, density or learned).",
+                "the moment tensor. Use a score for your input density: score_function='mixture' (Gaussian "
+                "mixture), 'learned' (denoising score matching), 'student_t' or a DensityScore(log_prob).",
                 NonGaussianInputWarning, stacklevel=2)
         return self
 
