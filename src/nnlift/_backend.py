@@ -296,3 +296,25 @@ def take_rows(a, rows: np.ndarray) -> np.ndarray:
     if is_dask_collection(picked):
         picked = picked.compute()
     return np.asarray(_host(picked), dtype=np.float64)
+
+
+def sample_rows(X, max_rows: int, random_state=None, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> np.ndarray:
+    """At most `max_rows` rows of any row source (a seeded subset, in row order) as float64 numpy, checked finite.
+
+    Streams one pass, so it works for Dask arrays and chunk functions as well as arrays.
+    """
+    source = as_row_source(X, None)
+    n = source.shape[0]
+    rng = np.random.default_rng(random_state)
+    keep = np.arange(n) if n <= max_rows else np.sort(rng.choice(n, size=max_rows, replace=False))
+    parts = []
+    for start, chunk, _ in iter_row_chunks(source, None, chunk_rows):
+        chunk = np.asarray(chunk, dtype=np.float64)
+        wanted = keep[(keep >= start) & (keep < start + chunk.shape[0])] - start
+        if wanted.size:
+            picked = chunk[wanted]
+            if not np.all(np.isfinite(picked)):
+                row = start + int(wanted[~np.all(np.isfinite(picked), axis=1)][0])
+                raise ValueError(f"X has NaN or inf at row {row}; clean or impute it before fitting a score")
+            parts.append(picked)
+    return np.concatenate(parts, axis=0)

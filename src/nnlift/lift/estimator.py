@@ -173,8 +173,10 @@ class _LiftBase(BaseEstimator):
 class LiftRegressor(RegressorMixin, _LiftBase):
     """Two-layer network y ≈ coef_^T sigma(first_layer_^T x + bias_) + intercept_ trained by NN-LIFT.
 
-    Parameters: `n_hidden` k (<= n_features); `activation` (see `nnlift.activations`); `score_function`
-    "gaussian" or a score object (not `score`, which is scikit-learn's evaluation method); `order` of the moment
+    Parameters: `n_hidden` k (<= n_features); `activation` (see `nnlift.activations`); `score_function` the
+    input density's score: "gaussian", "mixture", "learned", "student_t", "laplace", "uniform",
+    "multivariate_t" or a score object from `nnlift.scores` (named so because `score` is scikit-learn's
+    evaluation method); `order` of the moment
     ("auto": 3, or (3, 4) pooled when E[sigma'''] vanishes at zero bias, e.g. ReLU); `finetune` all weights
     from the NN-LIFT start by `optimizer` for `max_iter` iterations on `max_rows` rows; `alpha` the ridge
     penalty of the output layer; `scale_bias` "least_squares" or "fourier"; `random_state` seeds every choice;

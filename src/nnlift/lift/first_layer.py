@@ -83,6 +83,7 @@ def estimate_first_layer(X, y, n_hidden: int, order: int | tuple[int, ...], scor
         "component_samples_needed": needed.tolist(),
         "samples_needed": int(needed.max()),
         "gaussianity": getattr(moment.score, "gaussianity_", None),
+        "score": {"family": type(moment.score).__name__, **(getattr(moment.score, "diagnostics_", None) or {})},
     })
     return FirstLayerEstimate(directions, weights, diagnostics)
 
@@ -122,5 +123,6 @@ def merge_components(estimates: list[FirstLayerEstimate], n_hidden: int,
         "component_samples_needed": needed.tolist(),
         "samples_needed": int(needed.max()),
         "gaussianity": per_order[0]["gaussianity"],
+        "score": per_order[0]["score"],
     }
     return FirstLayerEstimate(directions[:, chosen], weights[chosen], diagnostics)
