@@ -1,4 +1,4 @@
-"""Command line: `nnlift demo | fit | predict`."""
+"""Command line: `nnlift demo | fit | predict | reproduce <study>`."""
 
 from __future__ import annotations
 
@@ -11,6 +11,9 @@ from rich.console import Console
 
 app = typer.Typer(help="NN-LIFT: two-layer networks trained by tensor decomposition, side by side with backprop.",
                   no_args_is_help=True, add_completion=False)
+reproduce = typer.Typer(help="Reproductions of the studies: each regenerates a JSON of every number "
+                        "and a PNG figure.", no_args_is_help=True)
+app.add_typer(reproduce, name="reproduce")
 console = Console()
 
 
@@ -100,3 +103,39 @@ def predict(model: Path = typer.Argument(..., exists=True, dir_okay=False),
     else:
         atomic_write(out, lambda tmp: Path(tmp).write_text(text))
         console.print(f"wrote {len(predictions)} predictions to {out}")
+
+
+def _names(value: str | None, allowed, option: str) -> list[str] | None:
+    """A comma-separated option as a list, each name checked against `allowed`; None when not given."""
+    if value is None:
+        return None
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    unknown = [name for name in names if name not in allowed]
+    if not names or unknown:
+        raise typer.BadParameter(f"unknown {unknown or value!r}; use a comma-separated subset of "
+                                 f"{','.join(allowed)}", param_hint=option)
+    return names
+
+
+@reproduce.command("real-data")
+def real_data(out: Path = typer.Option(Path("benchmarks/results"), help="folder for real_data.json and .png "
+                                       "(real_data_fast.* with --fast)"),
+              seeds: int = typer.Option(None, min=1, help="seeds 0..N-1 (default 10, or 2 with --fast)"),
+              fast: bool = typer.Option(False, "--fast", help="2 seeds, breast cancer and diabetes, 2 scores"),
+              scores: str = typer.Option(None, help="comma-separated score functions "
+                                         "(default gaussian,mixture,student_t,learned)"),
+              datasets: str = typer.Option(None, help="comma-separated subset of breast_cancer,digits,diabetes"),
+              quiet: bool = typer.Option(False, "--quiet")) -> None:
+    """NN-LIFT with each score vs backprop and sklearn's MLP on digits, breast cancer and diabetes."""
+    from .reproduce.real_data import DATASETS, RealDataConfig, print_table, run, save
+    from .scores import SCORE_NAMES
+
+    given = {"seeds": None if seeds is None else list(range(seeds)),
+             "scores": _names(scores, SCORE_NAMES, "--scores"),
+             "datasets": _names(datasets, list(DATASETS), "--datasets")}
+    overrides = {key: value for key, value in given.items() if value is not None}
+    config = RealDataConfig.fast(**overrides) if fast else RealDataConfig(**overrides)
+    result = run(config, verbose=0 if quiet else 1)
+    print_table(result, console)
+    json_path, png_path = save(result, out)
+    console.print(f"wrote {json_path} and {png_path} ({result['wall_time_s']:.0f} s)")

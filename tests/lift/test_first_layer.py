@@ -11,7 +11,8 @@ def _estimate(directions, weights, stderr, order):
     return FirstLayerEstimate(np.asarray(directions, float), np.asarray(weights, float), {
         "order": order, "moment_passes": 5, "subspace_gap": 2.0 + order, "residual": 0.1 * order,
         "component_stderr": list(stderr), "component_orders": [order] * k,
-        "component_samples_needed": [100 * order] * k, "gaussianity": None})
+        "component_samples_needed": [100 * order] * k, "gaussianity": None,
+        "score": {"family": "GaussianScore"}})
 
 
 def test_merge_keeps_the_best_measured_distinct_components():
