@@ -111,3 +111,22 @@ def test_cluster_on_cuda_matches_cpu(data):
         op = make_moment(da.from_array(X, chunks=(1000, D)), da.from_array(y, chunks=1000), client=client,
                          device="cuda")
         np.testing.assert_allclose(op.contract(probes["V"]), expected, rtol=0, atol=1e-4 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("score_name", ["student_t", "mixture"])
+def test_non_gaussian_scores_on_a_cluster_equal_in_memory(data, score_name, moment_statistics):
+    """A score fitted on the driver survives pickling (what a process cluster does) and gives the same statistics."""
+    import cloudpickle
+
+    from nnlift.scores import get_score
+
+    X, y, probes = data
+    score = cloudpickle.loads(cloudpickle.dumps(get_score(score_name).fit(X)))
+    ref = CrossMoment(X, y, order=3, score=score, chunk_rows=512)
+    with local_client(2, processes=False) as client:
+        op = DaskCrossMoment(da.from_array(X, chunks=(1000, D)), da.from_array(y, chunks=1000), order=3,
+                             client=client, score=score)
+        expected = moment_statistics(ref, probes)
+        for name, got in moment_statistics(op, probes).items():
+            np.testing.assert_allclose(got, expected[name], rtol=0, atol=1e-10 * np.abs(expected[name]).max(),
+                                       err_msg=name)
