@@ -33,25 +33,35 @@ __all__ = ["LearnedScore"]
 _ACTIVATIONS = {"silu": nn.SiLU, "softplus": nn.Softplus, "tanh": nn.Tanh, "gelu": nn.GELU}
 _DEFAULT_NOISE_GRID = (0.4, 0.2, 0.1)
 _MIN_ROWS = 100
+QUAD = "fixed"
 _MIN_HELDOUT_ROWS = 40
 
 
 class _Energy(nn.Module):
     """E(z) = |z|^2 / 2 + MLP(z): the standard Gaussian plus a learned correction that starts at zero."""
 
-    def __init__(self, d: int, hidden: tuple[int, ...], activation: str):
+    def __init__(self, d: int, hidden: tuple[int, ...], activation: str, quadratic: str = "fixed"):
         super().__init__()
+        self.quadratic = quadratic
+        if quadratic == "learned":
+            self.log_a = nn.Parameter(torch.zeros(()))
         layers, width = [], d
         for size in hidden:
             layers += [nn.Linear(width, size), _ACTIVATIONS[activation]()]
             width = size
         last = nn.Linear(width, 1)
-        nn.init.zeros_(last.weight)
-        nn.init.zeros_(last.bias)
+        if quadratic != "none":
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
         self.mlp = nn.Sequential(*layers, last)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return 0.5 * (z * z).sum(dim=1) + self.mlp(z)[:, 0]
+        out = self.mlp(z)[:, 0]
+        if self.quadratic == "fixed":
+            out = out + 0.5 * (z * z).sum(dim=1)
+        elif self.quadratic == "learned":
+            out = out + 0.5 * torch.exp(self.log_a) * (z * z).sum(dim=1)
+        return out
 
 
 def _is_positive_int(value) -> bool:
@@ -142,7 +152,7 @@ class LearnedScore(AutodiffScore):
         generator = torch.Generator(device=device).manual_seed(int(rng.integers(2**62)))
         torch_state = torch.random.get_rng_state()
         torch.manual_seed(int(rng.integers(2**62)))
-        network = _Energy(d, self.hidden, self.activation).to(device)
+        network = _Energy(d, self.hidden, self.activation, QUAD).to(device)
         torch.random.set_rng_state(torch_state)
         z_train, z_heldout = (torch.as_tensor(self._whiten(a), dtype=torch.float32, device=device)
                               for a in (train, heldout))
