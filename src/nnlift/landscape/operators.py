@@ -1,0 +1,338 @@
+"""Curvature of a network's loss as linear operators on flat parameter vectors, built on `torch.func`.
+
+`HessianOperator` (∇²L), `GaussNewtonOperator` (the generalised Gauss-Newton JᵀH_ℓJ, Schraudolph 2002) and
+`EmpiricalFisherOperator` ((1/n) Σ_i g_i g_iᵀ over per-sample gradients) stand for P×P matrices that are never
+formed: `op @ v` costs a few passes of the model. The loss is L(θ) = (1/N) Σ_b n_b · loss_fn(model(X_b; θ), y_b)
+over the batches of `data`, so `loss_fn` must average over a batch (torch's default `reduction="mean"`).
+
+The model is never modified: its parameters are copied when an operator is made (the point θ where the
+curvature is taken; `at=` moves it), its buffers are copied inside every call, and its train/eval mode is left
+as it is (unlike PyHessian, which switches to eval). In train mode, dropout and batch norm make the loss itself
+depend on the draw and on the batch: the operator is then the curvature of that stochastic loss, and two
+products with the same vector can differ. Put the model in eval mode for a fixed, symmetric operator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+from rich.progress import track
+from scipy.sparse.linalg import LinearOperator
+from torch.func import functional_call, grad, jvp, vjp, vmap
+
+__all__ = ["FunctionalLoss", "HessianOperator", "GaussNewtonOperator", "EmpiricalFisherOperator",
+           "CurvatureOperator", "parameter_names", "flatten_params", "unflatten"]
+
+ParameterSelection = Sequence[str] | str | Callable[[str, torch.nn.Parameter], bool] | None
+
+
+def parameter_names(model: torch.nn.Module, parameters: ParameterSelection = None) -> list[str]:
+    """Names of the selected parameters in the model's order.
+
+    `parameters`: None (every parameter that requires grad), a name or list of names from
+    `model.named_parameters()`, or a predicate `(name, parameter) -> bool`.
+    """
+    named = dict(model.named_parameters())
+    if parameters is None:
+        names = [name for name, p in named.items() if p.requires_grad]
+    elif callable(parameters):
+        names = [name for name, p in named.items() if parameters(name, p)]
+    else:
+        requested = {parameters} if isinstance(parameters, str) else set(parameters)
+        unknown = sorted(requested - named.keys())
+        if unknown:
+            raise ValueError(f"unknown parameter names {unknown}; the model has {list(named)}")
+        names = [name for name in named if name in requested]
+    if not names:
+        raise ValueError("no parameter is selected: the model has none, or `parameters` matched none of "
+                         f"{list(named)}")
+    return names
+
+
+def flatten_params(model: torch.nn.Module, parameters: ParameterSelection = None) -> torch.Tensor:
+    """A detached copy of the selected parameters as one flat vector (model order, each tensor row-major)."""
+    named = dict(model.named_parameters())
+    return torch.cat([named[name].detach().reshape(-1) for name in parameter_names(model, parameters)]).clone()
+
+
+def unflatten(vector: torch.Tensor, shapes: Sequence[torch.Size]) -> tuple[torch.Tensor, ...]:
+    """Split a flat vector into views with the given shapes (the inverse of `flatten_params`)."""
+    sizes = [int(np.prod(shape)) for shape in shapes]
+    if vector.shape != (sum(sizes),):
+        raise ValueError(f"expected a flat vector of length {sum(sizes)}, got shape {tuple(vector.shape)}")
+    return tuple(part.reshape(shape) for part, shape in zip(torch.split(vector, sizes), shapes, strict=True))
+
+
+def _flat(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    return torch.cat([t.reshape(-1) for t in tensors])
+
+
+def _is_batch(data) -> bool:
+    return (isinstance(data, tuple | list) and len(data) == 2
+            and all(isinstance(part, torch.Tensor | np.ndarray) for part in data))
+
+
+class _Batches:
+    """The data as (X, y) tensor pairs on the parameters' device: one batch, or a re-iterable of batches."""
+
+    def __init__(self, data, dtype: torch.dtype, device: torch.device):
+        self.dtype, self.device = dtype, device
+        if _is_batch(data):
+            self.single = self._convert(*data)
+            self.source = None
+        elif isinstance(data, Iterator) or not isinstance(data, Iterable):
+            raise TypeError("data must be one batch (X, y) or a re-iterable of (X, y) batches such as a list or a "
+                            f"DataLoader; got {type(data).__name__} (a one-shot iterator cannot be read twice)")
+        else:
+            self.single, self.source = None, data
+
+    def _convert(self, X, y) -> tuple[torch.Tensor, torch.Tensor]:
+        X, y = torch.as_tensor(X, device=self.device), torch.as_tensor(y, device=self.device)
+        if X.ndim == 0 or y.ndim == 0 or X.shape[0] != y.shape[0]:
+            raise ValueError(f"a batch must be (X, y) with one target per row, got shapes {tuple(X.shape)} and "
+                             f"{tuple(y.shape)}")
+        if X.shape[0] == 0:
+            raise ValueError("empty batch: every batch of data must have at least one row")
+        for name, part in (("X", X), ("y", y)):
+            if part.is_floating_point() and not torch.isfinite(part).all():
+                raise ValueError(f"{name} contains NaN or inf")
+        return tuple(part.to(self.dtype) if part.is_floating_point() else part for part in (X, y))
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        if self.single is not None:
+            yield self.single
+            return
+        for batch in self.source:
+            if not (isinstance(batch, tuple | list) and len(batch) == 2):
+                raise TypeError(f"each batch must be a pair (X, y), got {type(batch).__name__}")
+            yield self._convert(*batch)
+
+
+class FunctionalLoss:
+    """L(θ) = (1/N) Σ_b n_b loss_fn(model(X_b; θ), y_b) as a function of the flat vector θ of selected parameters.
+
+    The unselected parameters stay at their values when this object is made; `point` is θ there (or `at`).
+    """
+
+    def __init__(self, model: torch.nn.Module, loss_fn: Callable, data, *, parameters: ParameterSelection = None,
+                 at: torch.Tensor | np.ndarray | None = None):
+        self.model, self.loss_fn = model, loss_fn
+        self.names = parameter_names(model, parameters)
+        named = dict(model.named_parameters())
+        kinds = {(named[name].dtype, named[name].device) for name in self.names}
+        if len(kinds) > 1:
+            raise ValueError(f"the selected parameters mix dtypes/devices {sorted(map(str, kinds))}; select one kind")
+        self.dtype, self.device = kinds.pop()
+        if not self.dtype.is_floating_point:
+            raise ValueError(f"parameters must be floating point, got {self.dtype}")
+        self.shapes = [named[name].shape for name in self.names]
+        self.n_params = sum(int(np.prod(shape)) for shape in self.shapes)
+        self._fixed = {name: p.detach().clone() for name, p in named.items() if name not in self.names}
+        self._buffers = {name: b.detach().clone() for name, b in model.named_buffers()}
+        self.point = flatten_params(model, self.names) if at is None else self.as_vector(at, "at")
+        self.data = _Batches(data, self.dtype, self.device)
+
+    def as_vector(self, v, name: str = "v") -> torch.Tensor:
+        """`v` as a (P,) or (P, m) tensor of this loss's dtype and device; refuses wrong lengths and NaN."""
+        v = torch.as_tensor(v).to(device=self.device, dtype=self.dtype)
+        if v.ndim not in (1, 2) or v.shape[0] != self.n_params:
+            raise ValueError(f"{name} must have shape ({self.n_params},) or ({self.n_params}, m) for the "
+                             f"{self.n_params} selected parameters, got {tuple(v.shape)}")
+        if not torch.isfinite(v).all():
+            raise ValueError(f"{name} contains NaN or inf")
+        return v
+
+    def as_directions(self, D) -> torch.Tensor:
+        """`D` as a (k, P) tensor of directions in parameter space, checked like `as_vector`."""
+        D = torch.as_tensor(D)
+        if D.ndim != 2 or D.shape[1] != self.n_params or D.shape[0] == 0:
+            raise ValueError(f"directions must have shape (k, {self.n_params}) with k >= 1, got {tuple(D.shape)}")
+        return self.as_vector(D.T, "directions").T
+
+    def unflatten(self, vector: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return unflatten(vector, self.shapes)
+
+    def forward(self, params: Sequence[torch.Tensor], X: torch.Tensor, buffers: dict | None = None):
+        """model(X) with the selected parameters set to `params`; the buffers are fresh copies (batch norm in
+        train mode updates them in place, and a torch.func transform may only mutate tensors made inside it)."""
+        buffers = {name: b.clone() for name, b in (self._buffers if buffers is None else buffers).items()}
+        return functional_call(self.model, ({**self._fixed, **dict(zip(self.names, params, strict=True))}, buffers),
+                               (X,))
+
+    def batch_loss(self, params: Sequence[torch.Tensor], X: torch.Tensor, y: torch.Tensor,
+                   buffers: dict | None = None) -> torch.Tensor:
+        return self.loss_fn(self.forward(params, X, buffers), y)
+
+    def average(self, per_batch: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """(1/N) Σ_b n_b · per_batch(X_b, y_b)."""
+        total, rows = None, 0
+        for X, y in self.data:
+            value = X.shape[0] * per_batch(X, y)
+            total = value if total is None else total + value
+            rows += X.shape[0]
+        if total is None:
+            raise ValueError("data has no batches")
+        return total / rows
+
+    def loss(self, theta=None) -> float:
+        """L at `theta` (default: `point`)."""
+        params = self.unflatten(self.point if theta is None else self.as_vector(theta, "theta"))
+        with torch.no_grad():
+            return float(self.average(lambda X, y: self.batch_loss(params, X, y)))
+
+    def gradient(self, theta=None) -> torch.Tensor:
+        """∇L at `theta` (default: `point`), flat."""
+        params = self.unflatten(self.point if theta is None else self.as_vector(theta, "theta"))
+        return self.average(lambda X, y: _flat(grad(lambda p: self.batch_loss(p, X, y))(params)))
+
+    def losses(self, coefficients, directions, *, chunk_size: int = 64, verbose: int = 0) -> np.ndarray:
+        """L(point + c_g @ D) for each row c_g of `coefficients` (G, k), D = `directions` (k, P); float64 (G,).
+
+        The parameter sets are evaluated `chunk_size` at a time with `vmap` over `functional_call` (one batched
+        forward per chunk and data batch), so a 51×51 grid of a small MLP takes seconds.
+        """
+        C = torch.as_tensor(coefficients).to(device=self.device, dtype=self.dtype)
+        D = self.as_directions(directions)
+        if C.ndim != 2 or C.shape[1] != D.shape[0] or C.shape[0] == 0:
+            raise ValueError(f"coefficients must have shape (G, {D.shape[0]}) with G >= 1, got {tuple(C.shape)}")
+
+        def chunk_loss(c, buffers, X, y):
+            return self.batch_loss(self.unflatten(self.point + c @ D), X, y, buffers)
+
+        chunks = torch.split(C, chunk_size)
+
+        def per_batch(X, y):
+            values = []
+            for chunk in track(chunks, description="loss grid", disable=not verbose, transient=True):
+                buffers = {name: b.expand(len(chunk), *b.shape).clone() for name, b in self._buffers.items()}
+                values.append(vmap(chunk_loss, in_dims=(0, 0, None, None), randomness="same")(chunk, buffers, X, y))
+            return torch.cat(values)
+
+        with torch.no_grad():
+            return self.average(per_batch).double().cpu().numpy()
+
+
+class CurvatureOperator:
+    """A symmetric P×P curvature matrix of the loss, seen through `op @ v` (P,) and `op @ V` (P, m).
+
+    Torch input gives torch output (the parameters' dtype and device); NumPy input gives float64 NumPy output.
+    For one batch (X, y) the linearisation of the model at θ is built on the first product and reused (its
+    memory is that of one backward pass with `create_graph`); for an iterable of batches every product makes one
+    pass over the data. `chunk_size` bounds how many probes (samples, for the Fisher) one `vmap` call holds.
+    """
+
+    name = "curvature"
+
+    def __init__(self, model: torch.nn.Module, loss_fn: Callable, data, *, parameters: ParameterSelection = None,
+                 at=None, chunk_size: int | None = None):
+        self.objective = FunctionalLoss(model, loss_fn, data, parameters=parameters, at=at)
+        self.chunk_size = chunk_size
+        self._cached: Callable | None = None
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.objective.n_params, self.objective.n_params)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.objective.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.objective.device
+
+    def _linearize(self, X: torch.Tensor, y: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        """A function mapping probes (m, P) to the batch-mean products (m, P) on the batch (X, y)."""
+        raise NotImplementedError
+
+    def _products(self, X: torch.Tensor, y: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        if self.objective.data.single is None:
+            return self._linearize(X, y)
+        if self._cached is None:
+            self._cached = self._linearize(X, y)
+        return self._cached
+
+    def __matmul__(self, v):
+        is_numpy = not isinstance(v, torch.Tensor)
+        V = self.objective.as_vector(v)
+        rows = V.T if V.ndim == 2 else V[None]
+        out = self.objective.average(lambda X, y: self._products(X, y)(rows))
+        out = out.T if V.ndim == 2 else out[0]
+        return out.detach().double().cpu().numpy() if is_numpy else out.detach()
+
+    def to_dense(self, *, block: int = 256, verbose: int = 0) -> torch.Tensor:
+        """The P×P matrix, `block` columns of the identity at a time (small P only)."""
+        P = self.objective.n_params
+        identity = torch.eye(P, dtype=self.dtype, device=self.device)
+        columns = [self @ identity[:, start:start + block]
+                   for start in track(range(0, P, block), description=f"dense {self.name}", disable=not verbose,
+                                      transient=True)]
+        return torch.cat(columns, dim=1)
+
+    def to_scipy(self) -> LinearOperator:
+        """A float64 `scipy.sparse.linalg.LinearOperator` of the same (symmetric) matrix."""
+        def matmat(X):
+            return self @ np.asarray(X, dtype=np.float64)
+
+        return LinearOperator(self.shape, matvec=matmat, rmatvec=matmat, matmat=matmat, rmatmat=matmat,
+                              dtype=np.float64)
+
+    def _vmap(self, fn: Callable, **kwargs) -> Callable:
+        return vmap(fn, chunk_size=self.chunk_size, **kwargs)
+
+
+class HessianOperator(CurvatureOperator):
+    """The Hessian ∇²L(θ). Products by reverse-over-reverse differentiation (Pearlmutter 1994, Hv = ∇(∇Lᵀv)):
+    `torch.func.vjp` of `grad`, vmapped over the probes. Forward-over-reverse (`jvp` of `grad`) is no faster on
+    CPU here and fails on batch norm in torch 2.13."""
+
+    name = "Hessian"
+
+    def _linearize(self, X, y):
+        objective = self.objective
+        _, hvp = vjp(grad(lambda p: objective.batch_loss(p, X, y)), objective.unflatten(objective.point))
+        return self._vmap(lambda v: _flat(hvp(objective.unflatten(v))[0]))
+
+
+class GaussNewtonOperator(CurvatureOperator):
+    """The generalised Gauss-Newton matrix G = Jᵀ H_ℓ J (Schraudolph 2002; Martens 2020, eq. 10): J the Jacobian
+    of the model's output in θ, H_ℓ the Hessian of `loss_fn` in that output. Positive semi-definite when the loss
+    is convex in the output (MSE, cross-entropy). Jv by `jvp`, H_ℓ and Jᵀ by `vjp`."""
+
+    name = "Gauss-Newton"
+
+    def _linearize(self, X, y):
+        objective = self.objective
+        params = objective.unflatten(objective.point)
+        output, output_vjp = vjp(lambda p: objective.forward(p, X), params)
+        _, loss_hvp = vjp(grad(lambda out: objective.loss_fn(out, y)), output)
+
+        def product(v):
+            _, Jv = jvp(lambda p: objective.forward(p, X), (params,), (objective.unflatten(v),))
+            return _flat(output_vjp(loss_hvp(Jv)[0])[0])
+
+        return self._vmap(product, randomness="same")
+
+
+class EmpiricalFisherOperator(CurvatureOperator):
+    """The empirical Fisher F = (1/N) Σ_i g_i g_iᵀ, g_i = ∇_θ loss_fn(model(x_i), y_i) (Martens 2020, eq. 22).
+
+    Per-sample gradients by `vmap(grad(...))` over the rows, each row run through the model alone, so modules
+    that couple rows (batch norm in train mode) are not supported. For one batch the (n, P) matrix of
+    per-sample gradients is kept between products.
+    """
+
+    name = "empirical Fisher"
+
+    def _linearize(self, X, y):
+        objective = self.objective
+
+        def sample_loss(params, x, t):
+            return objective.batch_loss(params, x[None], t[None])
+
+        per_sample = vmap(grad(sample_loss), in_dims=(None, 0, 0), randomness="different",
+                          chunk_size=self.chunk_size)(objective.unflatten(objective.point), X, y)
+        G = torch.cat([g.reshape(X.shape[0], -1) for g in per_sample], dim=1)
+        return lambda V: (V @ G.T) @ G / X.shape[0]

@@ -1,0 +1,64 @@
+"""Tiny float64 networks and data for the landscape tests, and dense curvature matrices built the slow way with
+torch.autograd.functional (the references the operators are checked against)."""
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from nnlift.landscape import flatten_params, parameter_names, unflatten
+
+
+def make_mlp(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2)).double()
+
+
+@pytest.fixture(params=["mse", "cross_entropy"])
+def problem(request):
+    """A 3-4-2 tanh MLP (P = 26) on 11 rows, with MSE on real targets or cross-entropy on two classes."""
+    generator = torch.Generator().manual_seed(1)
+    X = torch.randn(11, 3, generator=generator, dtype=torch.float64)
+    if request.param == "mse":
+        y, loss_fn = torch.randn(11, 2, generator=generator, dtype=torch.float64), nn.functional.mse_loss
+    else:
+        y, loss_fn = torch.randint(0, 2, (11,), generator=generator), nn.functional.cross_entropy
+    return SimpleNamespace(model=make_mlp(), loss_fn=loss_fn, X=X, y=y)
+
+
+def _output_of_flat(model, X):
+    names, shapes = parameter_names(model), [p.shape for p in model.parameters()]
+    return lambda theta: functional_call(model, dict(zip(names, unflatten(theta, shapes), strict=True)), (X,))
+
+
+def dense_hessian(model, loss_fn, X, y) -> torch.Tensor:
+    output = _output_of_flat(model, X)
+    return torch.autograd.functional.hessian(lambda theta: loss_fn(output(theta), y), flatten_params(model))
+
+
+def dense_gauss_newton(model, loss_fn, X, y) -> torch.Tensor:
+    """Jᵀ H_ℓ J with J the (n·c, P) Jacobian of the outputs and H_ℓ the (n·c, n·c) Hessian of the loss in them."""
+    output, theta = _output_of_flat(model, X), flatten_params(model)
+    out = output(theta).detach()
+    J = torch.autograd.functional.jacobian(output, theta).reshape(out.numel(), theta.numel())
+    H_loss = torch.autograd.functional.hessian(lambda z: loss_fn(z.reshape(out.shape), y), out.reshape(-1))
+    return J.T @ H_loss @ J
+
+
+def dense_fisher(model, loss_fn, X, y) -> torch.Tensor:
+    """(1/n) Σ_i g_i g_iᵀ with each g_i from its own torch.autograd.grad call."""
+    gradients = []
+    for i in range(X.shape[0]):
+        model.zero_grad()
+        loss_fn(model(X[i:i + 1]), y[i:i + 1]).backward()
+        gradients.append(torch.cat([p.grad.reshape(-1) for p in model.parameters()]))
+        model.zero_grad()
+    G = torch.stack(gradients)
+    return G.T @ G / X.shape[0]
+
+
+@pytest.fixture
+def dense():
+    return SimpleNamespace(hessian=dense_hessian, gauss_newton=dense_gauss_newton, fisher=dense_fisher)

@@ -1,0 +1,148 @@
+"""Curvature operators against dense matrices from torch.autograd.functional on a tiny MLP."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from scipy.sparse.linalg import LinearOperator
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from nnlift.landscape import (
+    EmpiricalFisherOperator,
+    FunctionalLoss,
+    GaussNewtonOperator,
+    HessianOperator,
+    flatten_params,
+    unflatten,
+)
+
+OPERATORS = {"hessian": HessianOperator, "gauss_newton": GaussNewtonOperator, "fisher": EmpiricalFisherOperator}
+
+
+@pytest.mark.parametrize("kind", OPERATORS)
+def test_products_equal_the_dense_matrix(problem, dense, kind):
+    reference = getattr(dense, kind)(problem.model, problem.loss_fn, problem.X, problem.y)
+    op = OPERATORS[kind](problem.model, problem.loss_fn, (problem.X, problem.y))
+    v = torch.randn(26, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    assert op.shape == (26, 26) and op.dtype == torch.float64 and op.device.type == "cpu"
+    torch.testing.assert_close(op @ v, reference @ v, rtol=0, atol=1e-10)
+    torch.testing.assert_close(op.to_dense(), reference, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("kind", OPERATORS)
+def test_batched_products_equal_column_by_column(problem, kind):
+    op = OPERATORS[kind](problem.model, problem.loss_fn, (problem.X, problem.y), chunk_size=2)
+    V = torch.randn(26, 5, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    torch.testing.assert_close(op @ V, torch.stack([op @ V[:, i] for i in range(5)], dim=1), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", OPERATORS)
+def test_batches_are_weighted_by_size(problem, kind):
+    X, y = problem.X, problem.y
+    whole = OPERATORS[kind](problem.model, problem.loss_fn, (X, y)).to_dense()
+    uneven = [(X[:2], y[:2]), (X[2:7], y[2:7]), (X[7:], y[7:])]
+    loader = DataLoader(TensorDataset(X, y), batch_size=4)
+    for data in (uneven, loader):
+        torch.testing.assert_close(OPERATORS[kind](problem.model, problem.loss_fn, data).to_dense(), whole,
+                                   rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("selection", [["2.weight"], lambda name, p: name.startswith("0.")])
+def test_parameter_group_is_the_sub_block(problem, dense, selection):
+    H = dense.hessian(problem.model, problem.loss_fn, problem.X, problem.y)
+    sizes = {name: p.numel() for name, p in problem.model.named_parameters()}
+    offsets = np.cumsum([0, *sizes.values()])
+    starts = dict(zip(sizes, offsets[:-1], strict=True))
+    names = selection if isinstance(selection, list) else ["0.weight", "0.bias"]
+    index = np.concatenate([np.arange(starts[n], starts[n] + sizes[n]) for n in names])
+    op = HessianOperator(problem.model, problem.loss_fn, (problem.X, problem.y), parameters=selection)
+    assert op.objective.names == names
+    torch.testing.assert_close(op.to_dense(), H[index][:, index], rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_model_is_left_as_it_was(training):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 5), nn.BatchNorm1d(5), nn.Tanh(), nn.Linear(5, 2)).double()
+    model.train(training)
+    before = copy.deepcopy(model.state_dict())
+    X, y = torch.randn(8, 3, dtype=torch.float64), torch.randn(8, 2, dtype=torch.float64)
+    v = torch.randn(sum(p.numel() for p in model.parameters()), dtype=torch.float64)
+    for cls in (HessianOperator, GaussNewtonOperator):
+        cls(model, nn.functional.mse_loss, (X, y)) @ v
+    if not training:
+        EmpiricalFisherOperator(model, nn.functional.mse_loss, (X, y)) @ v
+    assert model.training is training and all(m.training is training for m in model.modules())
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, before[name]), name
+
+
+def test_batch_norm_in_eval_mode_matches_the_dense_hessian(dense):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Tanh(), nn.Linear(4, 2)).double()
+    model[1].running_mean.normal_()
+    model.eval()
+    X, y = torch.randn(7, 3, dtype=torch.float64), torch.randn(7, 2, dtype=torch.float64)
+    reference = dense.hessian(model, nn.functional.mse_loss, X, y)
+    op = HessianOperator(model, nn.functional.mse_loss, (X, y))
+    torch.testing.assert_close(op.to_dense(), reference, rtol=0, atol=1e-10)
+
+
+def test_gradient_loss_and_moved_point(problem):
+    objective = FunctionalLoss(problem.model, problem.loss_fn, (problem.X, problem.y))
+    loss = problem.loss_fn(problem.model(problem.X), problem.y)
+    gradient = torch.autograd.grad(loss, list(problem.model.parameters()))
+    assert objective.loss() == pytest.approx(loss.item(), abs=1e-14)
+    torch.testing.assert_close(objective.gradient(), torch.cat([g.reshape(-1) for g in gradient]), rtol=0, atol=1e-14)
+    moved = objective.point + 0.1
+    other = copy.deepcopy(problem.model)
+    torch.nn.utils.vector_to_parameters(moved, other.parameters())
+    data = (problem.X, problem.y)
+    torch.testing.assert_close(HessianOperator(problem.model, problem.loss_fn, data, at=moved).to_dense(),
+                               HessianOperator(other, problem.loss_fn, data).to_dense(), rtol=0, atol=1e-12)
+
+
+def test_numpy_products_and_scipy_operator(problem):
+    op = HessianOperator(problem.model, problem.loss_fn, (problem.X, problem.y))
+    V = np.random.default_rng(0).standard_normal((26, 3))
+    expected = (op @ torch.from_numpy(V)).numpy()
+    assert isinstance(op @ V, np.ndarray) and (op @ V).dtype == np.float64
+    linear = op.to_scipy()
+    assert isinstance(linear, LinearOperator) and linear.shape == (26, 26) and linear.dtype == np.float64
+    np.testing.assert_allclose(linear.matmat(V), expected, rtol=0, atol=1e-14)
+    np.testing.assert_allclose(linear.matvec(V[:, 0]), expected[:, 0], rtol=0, atol=1e-14)
+
+
+def test_flatten_and_unflatten_round_trip(problem):
+    theta = flatten_params(problem.model)
+    parts = unflatten(theta, [p.shape for p in problem.model.parameters()])
+    assert all(torch.equal(a, b) for a, b in zip(parts, problem.model.parameters(), strict=True))
+    with pytest.raises(ValueError, match="length 26"):
+        unflatten(theta[:-1], [p.shape for p in problem.model.parameters()])
+
+
+def test_bad_input_is_refused(problem):
+    model, loss_fn, X, y = problem.model, problem.loss_fn, problem.X, problem.y
+    op = HessianOperator(model, loss_fn, (X, y))
+    with pytest.raises(ValueError, match=r"shape \(26,\)"):
+        op @ torch.zeros(25, dtype=torch.float64)
+    with pytest.raises(ValueError, match="NaN"):
+        op @ torch.full((26,), float("nan"), dtype=torch.float64)
+    with pytest.raises(ValueError, match="at least one row"):
+        HessianOperator(model, loss_fn, (X[:0], y[:0]))
+    with pytest.raises(ValueError, match="NaN"):
+        HessianOperator(model, loss_fn, (X * float("nan"), y))
+    with pytest.raises(ValueError, match="one target per row"):
+        HessianOperator(model, loss_fn, (X, y[:3]))
+    with pytest.raises(TypeError, match="one-shot iterator"):
+        HessianOperator(model, loss_fn, iter([(X, y)]))
+    with pytest.raises(ValueError, match="no batches"):
+        HessianOperator(model, loss_fn, []) @ torch.zeros(26, dtype=torch.float64)
+    with pytest.raises(ValueError, match="unknown parameter names"):
+        HessianOperator(model, loss_fn, (X, y), parameters=["missing.weight"])
+    with pytest.raises(ValueError, match="no parameter is selected"):
+        HessianOperator(model, loss_fn, (X, y), parameters=lambda name, p: False)
+    with pytest.raises(ValueError, match="at must have shape"):
+        HessianOperator(model, loss_fn, (X, y), at=torch.zeros(3))
