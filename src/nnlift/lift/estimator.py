@@ -18,6 +18,7 @@ import warnings
 
 import numpy as np
 from rich.console import Console
+from scipy.special import expit, softmax
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.multiclass import check_classification_targets
@@ -46,7 +47,7 @@ class _LiftBase(BaseEstimator):
     def __init__(self, n_hidden, activation="sigmoid", score_function="gaussian", order="auto", finetune=True,
                  alpha=1e-3, scale_bias="least_squares", optimizer="lbfgs", max_iter=200, max_rows=100_000,
                  scale_bias_rows=20_000, random_state=None, verbose=0, device="cpu", dtype=None, client=None,
-                 cp_options=None):
+                 cp_options=None, finetune_alpha=1e-6):
         self.n_hidden = n_hidden
         self.activation = activation
         self.score_function = score_function
@@ -64,6 +65,7 @@ class _LiftBase(BaseEstimator):
         self.dtype = dtype
         self.client = client
         self.cp_options = cp_options
+        self.finetune_alpha = finetune_alpha
 
     def _log(self, message: str) -> None:
         if self.verbose:
@@ -96,6 +98,9 @@ class _LiftBase(BaseEstimator):
         timings = {}
         started = time.perf_counter()
         score = copy.deepcopy(get_score(self.score_function))
+        for part in (score, getattr(score, "log_prob", None)):  # fitted scores and densities follow our seed
+            if getattr(part, "random_state", 0) is None:
+                part.random_state = self.random_state
         first = estimate_first_layer(X, target, int(self.n_hidden), order, score, random_state=self.random_state,
                                      device=self.device, dtype=self.dtype, client=self.client,
                                      cp_options=self.cp_options)
@@ -148,7 +153,7 @@ class _LiftBase(BaseEstimator):
             rows = np.sort(rng.choice(n, size=min(n, max_rows or n), replace=False))
             X, y, max_rows = take_rows(X, rows), take_rows(y, rows), None
         params, history = train_two_layer(X, y, init, self.activation, loss=loss, optimizer=self.optimizer,
-                                          max_iter=self.max_iter, max_rows=max_rows,
+                                          max_iter=self.max_iter, max_rows=max_rows, alpha=self.finetune_alpha,
                                           random_state=self.random_state, device=self.device,
                                           verbose=self.verbose)
         self.diagnostics_["finetune"] = {k: history[k] for k in ("initial_loss", "n_iter", "converged",
@@ -178,7 +183,8 @@ class LiftRegressor(RegressorMixin, _LiftBase):
     "multivariate_t" or a score object from `nnlift.scores` (named so because `score` is scikit-learn's
     evaluation method); `order` of the moment
     ("auto": 3, or (3, 4) pooled when E[sigma'''] vanishes at zero bias, e.g. ReLU); `finetune` all weights
-    from the NN-LIFT start by `optimizer` for `max_iter` iterations on `max_rows` rows; `alpha` the ridge
+    from the NN-LIFT start by `optimizer` for `max_iter` iterations on `max_rows` rows with weight penalty
+    `finetune_alpha` / 2 (||W||^2 + ||c||^2) (the backprop baselines' `alpha`); `alpha` the ridge
     penalty of the output layer; `scale_bias` "least_squares" or "fourier"; `random_state` seeds every choice;
     `client` a `distributed.Client` whose cluster computes the moment passes (X may then be a Dask array);
     `cp_options` keyword arguments for `nnlift.tensor.cp_symmetric` (e.g. {"subspace_iter": 1, "refine_iter": 0,
@@ -251,11 +257,9 @@ class LiftClassifier(ClassifierMixin, _LiftBase):
     def predict_proba(self, X) -> np.ndarray:
         scores = self._decision(X)
         if scores.ndim == 1:
-            positive = 1.0 / (1.0 + np.exp(-scores))
+            positive = expit(scores)
             return np.column_stack([1.0 - positive, positive])
-        scores = scores - scores.max(axis=1, keepdims=True)
-        expd = np.exp(scores)
-        return expd / expd.sum(axis=1, keepdims=True)
+        return softmax(scores, axis=1)
 
     def predict(self, X) -> np.ndarray:
         probabilities = self.predict_proba(X)
