@@ -1,7 +1,7 @@
 """Convex reference solutions that implicit-bias results converge to, solved by cvxpy with status checks.
 
 - `max_margin(X, y, p)`: argmin ||w||_p s.t. y_i <w, x_i> >= 1, no intercept: the hard-margin SVM for p = 2
-  (Soudry et al. 2018), the l1 / l_inf / lp max margin that steepest descent w.r.t. the dual-matching norm
+  (Soudry et al. 2018), the l1 / l_inf / lp max margin that steepest descent w.r.t. that same norm
   reaches (Gunasekar et al. 2018, Thm. 5). Not `LinearSVC(C=1)` and never with an intercept.
 - `min_nuclear_norm(measurements, b, psd)`: argmin ||W||_* s.t. <A_i, W> = b_i (matrix sensing; completion
   when each A_i is an indicator), optionally over W ⪰ 0 (Gunasekar et al. 2017's conjecture for U U^T).

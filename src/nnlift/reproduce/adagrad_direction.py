@@ -1,0 +1,108 @@
+"""Qian & Qian (2019): AdaGrad's limit direction on separable data is a max margin in a geometry set by its own
+accumulated gradients, not the L2 max margin that GD reaches.
+
+Data: `two_point_data()` (x1 = (1, 0.5), y = +1; x2 = (−2.5, 0), y = −1), our construction. Both methods start at
+0 on the logistic loss; AdaGrad with step 0.1 (ε = 1e-10, torch.optim.Adagrad's update), GD with 1/σ_max(X)². The
+data and the runs are deterministic: `random_state` is accepted for the common interface and not used.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .._io import atomic_write, write_json
+from ..bias.margin import adagrad_direction, two_point_data
+
+__all__ = ["CLAIM", "run", "save", "report"]
+
+CLAIM = ("On linearly separable data, AdaGrad with a small enough constant step converges in direction to "
+         "argmin ||h_∞^{-1/2} ⊙ w||_2 s.t. y_i<w, x_i> >= 1, where h_∞ is the limit of its per-coordinate step "
+         "factors; this depends on the data, the start and the hyper-parameters and in general differs from the L2 "
+         "max margin ŵ that gradient descent converges to (Qian & Qian 2019, NeurIPS, 'The implicit bias of AdaGrad "
+         "on separable data').")
+
+
+def run(fast: bool = False, verbose: int = 0, random_state: int = 0) -> dict:
+    """GD and AdaGrad on the two-point data; `fast` takes 2 000 steps instead of 10⁶ (about 20 s)."""
+    n_steps = 2_000 if fast else 1_000_000
+    X, y = two_point_data()
+    result = adagrad_direction(X, y, n_steps=n_steps, verbose=verbose)
+    gd, ada = result.gd, result.adagrad
+    # AdaGrad ends nearer its predicted limit than ŵ, which is far (>= 20°) from that limit; the extrapolated
+    # limit angles (offset of angle ≈ offset + c/ln t) are within 3° of the prediction for AdaGrad and of 0 for GD
+    agrees = {
+        "adagrad_limit": bool(result.adagrad_to_predicted[-1] < ada.angle[-1]
+                              and abs(result.adagrad_fit.offset - result.predicted_angle) <= 3.0),
+        "differs_from_l2": bool(result.predicted_angle >= 20.0 and ada.angle[-1] >= 20.0),
+        "gd_to_l2": bool(np.all(np.diff(gd.angle[gd.t >= 10]) <= 0) and abs(result.gd_fit.offset) <= 3.0)}
+    return {
+        "claim": CLAIM, "fast": fast, "random_state": random_state, "n_steps": n_steps,
+        "X": X.tolist(), "y": y.tolist(), "adagrad_lr": ada.lr, "gd_lr": gd.lr, "t": gd.t.tolist(),
+        "w_hat": gd.reference.w.tolist(), "h": result.h.tolist(), "predicted_w": result.predicted_w.tolist(),
+        "predicted_angle": result.predicted_angle,
+        "gd": {"w_T": gd.w[-1].tolist(), "angle": gd.angle.tolist(), "fit": vars(result.gd_fit)},
+        "adagrad": {"w_T": ada.w[-1].tolist(), "angle": ada.angle.tolist(), "fit": vars(result.adagrad_fit),
+                    "angle_to_predicted": result.adagrad_to_predicted.tolist()},
+        "agrees": agrees}
+
+
+def save(result: dict, out_dir) -> list[Path]:
+    """adagrad_direction.json and adagrad_direction.png (the data and the directions; angles to ŵ over t)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    json_path = write_json(out_dir / "adagrad_direction.json", result)
+    fig, (ax_data, ax_angle) = plt.subplots(1, 2, figsize=(11, 4.8))
+    X, y = np.array(result["X"]), np.array(result["y"])
+    ax_data.scatter(*X[y > 0].T, marker="+", s=80, label="y = +1")
+    ax_data.scatter(*X[y < 0].T, marker="o", facecolors="none", edgecolors="C1", s=60, label="y = −1")
+    arrows = {"L2 max margin ŵ": (result["w_hat"], "k"), "GD at T": (result["gd"]["w_T"], "C0"),
+              "AdaGrad at T": (result["adagrad"]["w_T"], "C3"),
+              "Qian & Qian's AdaGrad limit": (result["predicted_w"], "C2")}
+    for label, (w, color) in arrows.items():
+        w = np.array(w) / np.linalg.norm(w)
+        ax_data.annotate("", xy=w, xytext=(0, 0), arrowprops=dict(arrowstyle="->", color=color, lw=1.5))
+        ax_data.plot([], [], color=color, label=label)
+    ax_data.set(xlim=(-3, 1.5), ylim=(-1.2, 1.5), aspect="equal", title="data and directions (unit vectors)")
+    ax_data.legend(fontsize="small", loc="lower left")
+    t = np.array(result["t"], dtype=float)
+    for name, color in (("gd", "C0"), ("adagrad", "C3")):
+        ax_angle.semilogx(t, result[name]["angle"], color=color, label=f"{name}: angle to ŵ")
+        fit = result[name]["fit"]
+        tail = t >= fit["t_min"]
+        ax_angle.semilogx(t[tail], fit["offset"] + fit["c"] / np.log(t[tail]), ":", color=color,
+                          label=f"fit {fit['offset']:.1f}° + c/ln t")
+    ax_angle.axhline(result["predicted_angle"], color="C2", ls="--", label="predicted AdaGrad limit")
+    ax_angle.set(xlabel="t", ylabel="degrees", title="angle between w(t) and the L2 max margin")
+    ax_angle.legend(fontsize="small", loc="center left")
+    fig.suptitle(f"AdaGrad vs GD on two points, {result['n_steps']:,} steps")
+    fig.tight_layout()
+    png_path = atomic_write(out_dir / "adagrad_direction.png", lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    plt.close(fig)
+    return [json_path, png_path]
+
+
+def report(result: dict) -> str:
+    """The claim and a markdown table of measured vs predicted angles, with the verdicts."""
+    ok = {key: "agrees" if value else "does not agree" for key, value in result["agrees"].items()}
+    gd, ada = result["gd"], result["adagrad"]
+    h = np.array(result["h"])
+    return "\n".join([
+        f"**Claim.** {result['claim']}", "",
+        f"{result['n_steps']:,} steps on two points; h = AdaGrad's final factors 1/(sqrt(G_T) + ε), "
+        f"h_1/h_2 = {h[0] / h[1]:.3f}; limit angles extrapolated by fitting angle(t) ≈ a + c/ln t on the tail.", "",
+        "| quantity | predicted | measured at T | extrapolated limit | verdict |",
+        "|---|---|---|---|---|",
+        f"| AdaGrad: angle to its predicted limit | 0° | {ada['angle_to_predicted'][-1]:.2f}° | "
+        f"{ada['fit']['offset'] - result['predicted_angle']:+.2f}° | {ok['adagrad_limit']} |",
+        f"| AdaGrad: angle to ŵ | {result['predicted_angle']:.2f}° (> 0) | {ada['angle'][-1]:.2f}° | "
+        f"{ada['fit']['offset']:.2f}° | {ok['differs_from_l2']} |",
+        f"| GD: angle to ŵ | 0° | {gd['angle'][-1]:.2f}° | {gd['fit']['offset']:.2f}° | {ok['gd_to_l2']} |",
+        "", "'agrees': AdaGrad ends nearer its predicted limit than ŵ and its extrapolated angle is within 3° of the "
+        "prediction; the predicted and measured angles to ŵ are >= 20°; GD's angle falls and extrapolates to "
+        "within 3° of 0. Both methods converge in direction only at a 1/log t rate."])
