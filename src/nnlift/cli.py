@@ -63,6 +63,8 @@ def fit(data: Path = typer.Argument(..., exists=True, dir_okay=False, help="CSV 
         out: Path = typer.Option(Path("model.npz"), help="where to save the model"),
         classify: bool = typer.Option(False, help="treat the target as class labels"),
         activation: str = typer.Option("sigmoid"), finetune: bool = typer.Option(True),
+        score: str = typer.Option("gaussian", help="score function of the input density: gaussian, mixture, "
+                                  "learned, student_t, laplace, uniform or multivariate_t"),
         seed: int = typer.Option(0), verbose: int = typer.Option(1)) -> None:
     """Fit NN-LIFT on DATA and save the network."""
     from .lift import LiftClassifier, LiftRegressor
@@ -75,7 +77,11 @@ def fit(data: Path = typer.Argument(..., exists=True, dir_okay=False, help="CSV 
     X = _numeric(columns, names, data)
     y = columns[target] if classify else _numeric(columns, [target], data)[:, 0]
     estimator_cls = LiftClassifier if classify else LiftRegressor
-    model = estimator_cls(hidden, activation=activation, finetune=finetune, random_state=seed, verbose=verbose)
+    from .scores import SCORE_NAMES
+
+    _names(score, SCORE_NAMES, "--score")
+    model = estimator_cls(hidden, activation=activation, finetune=finetune, score_function=score, random_state=seed,
+                          verbose=verbose)
     model.fit(X, y)
     path = save_model(out, model, names, target)
     for message in model.diagnostics_["warnings"]:
@@ -139,3 +145,33 @@ def real_data(out: Path = typer.Option(Path("benchmarks/results"), help="folder 
     print_table(result, console)
     json_path, png_path = save(result, out)
     console.print(f"wrote {json_path} and {png_path} ({result['wall_time_s']:.0f} s)")
+
+
+def _study_command(name: str, module_name: str, summary: str) -> None:
+    """Register `nnlift reproduce NAME` for a study module with CLAIM / run / save / report."""
+
+    def command(out: Path = typer.Option(Path("nnlift-results"), help="folder for NAME.json and NAME.png"),
+                fast: bool = typer.Option(False, "--fast", help="the small configuration the tests use"),
+                seed: int = typer.Option(0, help="random seed"),
+                quiet: bool = typer.Option(False, "--quiet")) -> None:
+        import importlib
+
+        module = importlib.import_module(f".reproduce.{module_name}", __package__)
+        console.print(f"[bold]{name}[/]: {module.CLAIM}")
+        result = module.run(fast=fast, verbose=0 if quiet else 1, random_state=seed)
+        console.print(module.report(result))
+        paths = module.save(result, out)
+        console.print("wrote " + ", ".join(str(path) for path in paths))
+
+    command.__doc__ = summary
+    reproduce.command(name)(command)
+
+
+def _register_studies() -> None:
+    from .reproduce import STUDIES
+
+    for name, (module_name, summary) in STUDIES.items():
+        _study_command(name, module_name, summary)
+
+
+_register_studies()
