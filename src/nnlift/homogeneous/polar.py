@@ -1,0 +1,160 @@
+"""The polar Ω°_θ(Z) = sup_{θ(w) <= 1} <Z, φ(X, w)> of the matched regulariser θ(w) = Π_l ||W_l||_F.
+
+With Z = -∇ℓ(Φ(W)) / λ the polar decides global optimality (Haeffele & Vidal 2015, "Global optimality in tensor
+factorization, deep learning, and beyond", the polar characterisation; 2017 CVPR, the meta-algorithm): W is a global
+minimum iff Ω°_θ(Z) <= 1 and <Z, Φ(W)> = Θ(W). By homogeneity the sup is over unit-norm layers.
+
+- linear subnetworks (matrix factorization, X = I, or deep linear nets): Ω° = σ_max(Xᵀ Z), exact (SVD).
+- one-hidden-layer ReLU on 2-D inputs: exact, by the arc sweep of `relu2d`.
+- ReLU otherwise: a non-convex problem. Heuristic: projected (normalised-gradient) ascent on the product of
+  unit spheres of the inner layers, the last layer in closed form (W_p* = Zᵀ H / ||Zᵀ H||_F for the last hidden
+  activations H), from many starts: Gaussian ones, the network's own subnetworks and, for one hidden layer,
+  every data row x_j / ||x_j||; the best value over all iterates is kept. For one hidden layer the best
+  `n_refine` are then refined exactly on their activation cones (maxima often sit on kinks, where the ascent
+  only hovers; see `_refine_one_hidden`). The result is a LOWER bound on Ω°:
+  a value > 1 is a proof of non-optimality (its maximiser is a descent direction), a value <= 1 certifies only
+  up to the heuristic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy.optimize import minimize
+
+from .networks import ACTIVATIONS, ParallelNetwork, as_tensor
+from .relu2d import relu_polar_exact_2d
+
+__all__ = ["Polar", "polar"]
+
+
+@dataclass(frozen=True)
+class Polar:
+    """Ω°_θ(Z) (or the best value found, for `exact=False`) and its maximiser: one unit-norm array per layer."""
+
+    value: float
+    unit: list[np.ndarray]
+    exact: bool
+    method: str
+
+
+def polar(net: ParallelNetwork, X, Z, method: str = "auto", n_restarts: int = 256, n_steps: int = 300,
+          n_refine: int = 8, random_state: int = 0) -> Polar:
+    """Ω°_θ(Z) for subnetworks shaped like those of `net` (its own subnetworks also serve as ascent starts).
+
+    `method="auto"` is exact where it can be (linear; one-hidden-layer ReLU on 2-D inputs), "heuristic" always
+    runs the ascent on ReLU networks (to measure it against the exact value).
+    """
+    if net.degree < 2:
+        raise ValueError("the polar needs subnetworks of depth >= 2")
+    if method not in ("auto", "heuristic"):
+        raise ValueError(f"method must be 'auto' or 'heuristic', got {method!r}")
+    Z = as_tensor(Z)
+    widths = net.widths
+    if net.activation == "linear":
+        return _linear_polar(widths, X, Z)
+    if method == "auto" and net.degree == 2 and widths[1] == 1 and X is not None and widths[0] == 2:
+        value, u, v = relu_polar_exact_2d(as_tensor(X).numpy(), Z.numpy())
+        return Polar(value, [u[None, :], v[:, None]], True, "exact 2-D arc sweep")
+    return _ascent_polar(net, X, Z, n_restarts, n_steps, n_refine, random_state)
+
+
+def _linear_polar(widths: list[int], X, Z: torch.Tensor) -> Polar:
+    M = Z if X is None else as_tensor(X).T @ Z
+    a, s, bT = np.linalg.svd(M.numpy())
+    unit = [np.zeros((out, fan_in)) for fan_in, out in zip(widths[:-1], widths[1:], strict=True)]
+    unit[0][0, :] = a[:, 0]
+    for W in unit[1:-1]:
+        W[0, 0] = 1.0
+    unit[-1][:, 0] = bT[0]
+    return Polar(float(s[0]), unit, True, "exact (top singular pair)")
+
+
+def _ascent_polar(net: ParallelNetwork, X, Z: torch.Tensor, n_restarts: int, n_steps: int, n_refine: int,
+                  random_state: int) -> Polar:
+    generator = torch.Generator().manual_seed(random_state)
+    act = ACTIVATIONS[net.activation]
+    X = None if X is None else as_tensor(X)
+    shapes = [W.shape[1:] for W in net.layers[:-1]]
+    starts = [torch.randn(n_restarts, *s, generator=generator, dtype=torch.float64) for s in shapes]
+    starts = [torch.cat([S, W]) for S, W in zip(starts, net.layers[:-1], strict=True)]
+    if len(shapes) == 1 and shapes[0][0] == 1 and X is not None:   # one hidden layer: data rows as starts
+        starts[0] = torch.cat([starts[0], X[:, None, :]])
+    inner = [_unit(S) for S in starts]
+    one_hidden = len(shapes) == 1 and shapes[0][0] == 1 and X is not None
+
+    def value_of(layers: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        H = layers[0].transpose(1, 2) if X is None else torch.matmul(X, layers[0].transpose(1, 2))
+        for W in layers[1:]:
+            H = torch.matmul(act(H), W.transpose(1, 2))
+        G = torch.matmul(Z.T, act(H))                          # (S, m, h): the closed-form last layer's direction
+        return G.flatten(1).norm(dim=1), G
+
+    best = torch.full((inner[0].shape[0],), -1.0, dtype=torch.float64)
+    best_inner = [W.clone() for W in inner]
+    for step in range(n_steps):
+        eta = 2.0 * (1e-5 / 2.0) ** (step / max(n_steps - 1, 1))   # normalised steps, 2 -> 1e-5
+        layers = [W.requires_grad_(True) for W in inner]
+        values, _ = value_of(layers)
+        grads = torch.autograd.grad(values.sum(), layers)
+        with torch.no_grad():
+            improved = values > best
+            best = torch.where(improved, values, best)
+            for B, W in zip(best_inner, layers, strict=True):
+                B[improved] = W[improved]
+            scale = values.clamp_min(1e-300)[:, None, None]
+            inner = [_unit(W + eta * G / scale) for W, G in zip(layers, grads, strict=True)]
+    with torch.no_grad():
+        values, G = value_of(best_inner)
+    method = f"heuristic: best of {len(values)} ascent starts x {n_steps} steps"
+    if one_hidden:
+        best_inner[0] = best_inner[0].clone()
+        for k in torch.argsort(values, descending=True)[:n_refine].tolist():
+            best_inner[0][k, 0] = torch.from_numpy(_refine_one_hidden(best_inner[0][k, 0].numpy(), X.numpy(),
+                                                                      Z.numpy()))
+        with torch.no_grad():
+            values, G = value_of(best_inner)
+        method += f", top {n_refine} refined on fixed activation patterns"
+    k = int(values.argmax())
+    last = G[k] / values[k] if values[k] > 0 else G[k]
+    unit = [W[k].numpy().copy() for W in best_inner] + [last.numpy().copy()]
+    return Polar(float(values[k]), unit, False, method)
+
+
+def _refine_one_hidden(u: np.ndarray, X: np.ndarray, Z: np.ndarray, max_rounds: int = 5) -> np.ndarray:
+    """Local max of ||Zᵀ D X u||² over ||u|| <= 1 in u's activation cone (2D - I) X u >= 0 (SLSQP), the points
+    left on the cone's boundary then flipped while that helps: reaches maxima sitting on kinks exactly."""
+    best = float(np.sum((Z.T @ np.maximum(X @ u, 0.0)) ** 2))
+    for round_ in range(max_rounds):
+        Xu = X @ u
+        D = (Xu > 0).astype(np.float64)
+        if round_ > 0:
+            boundary = np.abs(Xu) <= 1e-9 * np.linalg.norm(X, axis=1) * max(np.abs(Xu).max(), 1e-300)
+            if not boundary.any():
+                break
+            D = np.where(boundary, 1.0 - D, D)
+        M = Z.T @ (D[:, None] * X)
+        A = (2 * D - 1)[:, None] * X
+        result = minimize(_negative_square, u, args=(M,), jac=True, method="SLSQP",
+                          constraints=[{"type": "ineq", "fun": lambda w, A: A @ w, "jac": lambda w, A: A, "args": (A,)},
+                                       {"type": "ineq", "fun": lambda w: 1.0 - w @ w, "jac": lambda w: -2 * w}],
+                          options={"maxiter": 200, "ftol": 1e-15})
+        w = result.x / max(np.linalg.norm(result.x), 1e-300)
+        value = float(np.sum((Z.T @ np.maximum(X @ w, 0.0)) ** 2))
+        if value <= best * (1 + 1e-15):
+            break
+        best, u = value, w
+    return u
+
+
+def _negative_square(w: np.ndarray, M: np.ndarray) -> tuple[float, np.ndarray]:
+    Mw = M @ w
+    return -float(Mw @ Mw), -2 * M.T @ Mw
+
+
+def _unit(W: torch.Tensor) -> torch.Tensor:
+    """Each (out, in) slice of the stack scaled to unit Frobenius norm (zero slices stay zero)."""
+    norms = W.flatten(1).norm(dim=1).clamp_min(1e-300)
+    return (W / norms[:, None, None]).detach()
