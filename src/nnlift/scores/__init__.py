@@ -11,9 +11,10 @@ from .densities import MultivariateT, NormalLaplaceMarginals, SmoothedUniformMar
 from .density import DensityScore
 from .diagnostics import stein_check
 from .gaussian import GaussianScore, NonGaussianInputWarning
+from .learned import LearnedScore
 from .mixture import MixtureScore
 
-__all__ = ["DensityScore", "GaussianScore", "MixtureScore", "MultivariateT", "NonGaussianInputWarning",
+__all__ = ["DensityScore", "GaussianScore", "LearnedScore", "MixtureScore", "MultivariateT", "NonGaussianInputWarning",
            "NormalLaplaceMarginals", "SCORE_NAMES", "SmoothedUniformMarginals", "StudentTMarginals", "get_score",
            "stein_check"]
 
@@ -27,15 +28,12 @@ def get_score(score):
         factories = {
             "gaussian": GaussianScore,
             "mixture": MixtureScore,
+            "learned": LearnedScore,
             "student_t": lambda: DensityScore(StudentTMarginals()),
             "laplace": lambda: DensityScore(NormalLaplaceMarginals()),
             "uniform": lambda: DensityScore(SmoothedUniformMarginals()),
             "multivariate_t": lambda: DensityScore(MultivariateT()),
         }
-        if score == "learned":
-            from .learned import LearnedScore
-
-            return LearnedScore()
         if score not in factories:
             raise ValueError(f"unknown score {score!r}; use one of {', '.join(SCORE_NAMES)} or a score instance")
         return factories[score]()
