@@ -34,3 +34,10 @@ def test_merge_fills_up_with_duplicates_when_too_few_are_distinct():
     a = _estimate(np.column_stack([e[0], e[0]]), [1.0, 0.9], [0.1, 0.1], 3)
     merged = merge_components([a], 2)
     assert merged.directions.shape == (2, 2)
+
+
+def test_a_zero_weight_component_needs_infinitely_many_rows():
+    from nnlift.lift.first_layer import required_samples
+
+    needed = required_samples(np.array([4.0, 0.0, 1.0]), np.array([2.0, 0.0, 0.0]))
+    assert needed[0] == 100 and np.isinf(needed[1]) and np.isinf(needed[2])

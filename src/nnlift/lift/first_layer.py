@@ -39,7 +39,15 @@ def required_samples(row_norm_sq: np.ndarray, weights: np.ndarray, rel_stderr: f
     The contraction is a mean of n i.i.d. vectors with second moment `row_norm_sq`, so its error norm is about
     sqrt(row_norm_sq / n) (the concentration step of the paper's sample-complexity bound, Theorem 3).
     """
-    return np.ceil(row_norm_sq / (rel_stderr * np.abs(weights)) ** 2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        needed = np.ceil(row_norm_sq / (rel_stderr * np.abs(weights)) ** 2)
+    return np.where(np.abs(weights) > 0, needed, np.inf)  # a zero-weight component is not measured at any n
+
+
+def _most_needed(needed) -> int | float:
+    """The largest requirement: an int, or inf when some component has zero weight."""
+    largest = float(np.max(needed))
+    return int(largest) if np.isfinite(largest) else largest
 
 
 @dataclass
@@ -81,7 +89,7 @@ def estimate_first_layer(X, y, n_hidden: int, order: int | tuple[int, ...], scor
         "component_stderr": stderr.tolist(),
         "component_orders": [order] * len(weights),
         "component_samples_needed": needed.tolist(),
-        "samples_needed": int(needed.max()),
+        "samples_needed": _most_needed(needed),
         "gaussianity": getattr(moment.score, "gaussianity_", None),
         "score": {"family": type(moment.score).__name__, **(getattr(moment.score, "diagnostics_", None) or {})},
     })
@@ -121,7 +129,7 @@ def merge_components(estimates: list[FirstLayerEstimate], n_hidden: int,
         "subspace_gap": max(gaps) if gaps else None,
         "residual": min(d["residual"] for d in per_order),
         "component_samples_needed": needed.tolist(),
-        "samples_needed": int(needed.max()),
+        "samples_needed": _most_needed(needed),
         "gaussianity": per_order[0]["gaussianity"],
         "score": per_order[0]["score"],
     }
