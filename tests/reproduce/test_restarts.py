@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from nnlift.reproduce import restarts
-from nnlift.reproduce._landscape_common import BatchedMLP, load_digits_split
+from nnlift.reproduce._common import BatchedMLP, load_digits_split
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from nnlift.reproduce import saddles
-from nnlift.reproduce._landscape_common import load_digits_split
+from nnlift.reproduce._common import load_digits_split
 from nnlift.reproduce.saddles import SaddlesConfig, make_mlp
 
 

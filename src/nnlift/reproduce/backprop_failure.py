@@ -32,7 +32,7 @@ from scipy.optimize import minimize_scalar
 from scipy.special import expit
 from scipy.stats import norm
 
-from ._landscape_common import BatchedMLP, fmt, markdown_table, progress, save_study, verdict
+from ._common import BatchedMLP, fmt, markdown_table, progress, save_study, verdict
 
 __all__ = ["CLAIM", "BackpropFailureConfig", "neuron_loss_1d", "relative_test_error", "run", "save", "report"]
 

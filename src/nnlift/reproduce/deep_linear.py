@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ._landscape_common import fmt, markdown_table, progress, save_study, verdict
+from ._common import fmt, markdown_table, progress, save_study, verdict
 
 __all__ = ["CLAIM", "DeepLinearConfig", "closed_form_strength", "run", "save", "report"]
 

@@ -45,6 +45,7 @@ from ..homogeneous.dropout import (
     fit_dropout_factorization,
     squared_nuclear_denoise,
 )
+from ._common import verdict
 
 __all__ = ["CLAIM", "run", "save", "report"]
 
@@ -411,9 +412,6 @@ def save(result: dict, out_dir) -> list[Path]:
     return [json_path, png_path]
 
 
-def _word(ok: bool) -> str:
-    return "agrees" if ok else "does not agree"
-
 
 def _num(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.1e}"
@@ -428,7 +426,7 @@ def report(result: dict) -> str:
              f"| {m['instances']} instances: max rel. error {m['max_abs_rel_err_cvxpy']:.1e} vs cvxpy, "
              f"{m['max_abs_rel_err_closed_form']:.1e} vs closed form; ranks equal: {m['ranks_equal']}; "
              f"all certified: {m['all_certified']}; smallest polar at the local minima before the last unit: "
-             f"{m['min_polar_at_uncertified_local_minima']:.4f} (> 1: not certified) | {_word(m['agrees'])} |",
+             f"{m['min_polar_at_uncertified_local_minima']:.4f} (> 1: not certified) | {verdict(m['agrees'])} |",
              f"| a local minimum with a zero subnetwork is global "
              f"| constructed minima with 2 zero columns: perturbation test >= 0, certified and optimal in every "
              f"instance: {m['zero_column_minima_global']}; critical points with a zero column but polar > 1 are "
@@ -436,12 +434,12 @@ def report(result: dict) -> str:
              f"{m['zero_column_saddles_detected']}; local descent from k + 2 "
              f"random columns: max rel. error {m['overparam_max_abs_rel_err']:.1e}, certified: "
              f"{m['overparam_all_certified']} "
-             f"| {_word(m['zero_column_minima_global'] and m['zero_column_saddles_detected'])} |",
+             f"| {verdict(m['zero_column_minima_global'] and m['zero_column_saddles_detected'])} |",
              f"| one-hidden-layer ReLU grown with the heuristic polar reaches the global minimum "
              f"| {r['runs']} runs on 1-D data + bias: max rel. error vs Pilanci-Ergen convex optimum "
              f"{r['max_abs_rel_err_convex']:.1e}; exact minus heuristic polar at the end <= "
              f"{r['max_polar_exact_minus_heuristic']:.1e}; certified {r['heuristic_certified']}/{r['runs']} "
-             f"(heuristic), {r['exact_certified']}/{r['runs']} (exact polar) | {_word(r['agrees'])} |",
+             f"(heuristic), {r['exact_certified']}/{r['runs']} (exact polar) | {verdict(r['agrees'])} |",
              f"| matched degree (Σ Π ||W_l||) on degree-3 ReLU subnetworks: a certified point is a global minimum "
              f"| {d['runs']} seeds, local descent then grow: certified {d['matched_certified']}/{d['runs']}, "
              f"largest amount by which another run beats a certified one beyond its duality bound: "
@@ -450,18 +448,18 @@ def report(result: dict) -> str:
              f"{d['matched_rel_spread']:.1e} among all; re-checked with 4x the polar restarts: "
              f"{d['matched_certified_recheck']}/{d['runs']} certified; {d['matched_mean_active']:.1f} active "
              f"subnetworks; barrier at W = 0: {degree['barrier']['matched']['barrier_height']:.3g} | "
-             f"{_word(d['matched_agrees'])} |",
+             f"{verdict(d['matched_agrees'])} |",
              f"| weight decay (degree 2) on the same nets loses the guarantee "
              f"| W = 0 is a strict local minimum (barrier {degree['barrier']['weight_decay']['barrier_height']:.3g}) "
              f"with f(0) = {d['objective_at_zero']:.3g} above the best {d['weight_decay_best']:.4g}; "
              f"rel. spread of the trained local minima {d['weight_decay_rel_spread']:.2f}, "
              f"{d['weight_decay_spurious_zero_subnetwork_minima']} of them with zero subnetworks above the best; "
              f"{d['weight_decay_mean_active']:.1f} active subnetworks; certified in the matched sense (λ̂ = median "
-             f"implied λ) {d['weight_decay_matched_certified']}/{d['runs']} | {_word(d['weight_decay_agrees'])} |",
+             f"implied λ) {d['weight_decay_matched_certified']}/{d['runs']} | {verdict(d['weight_decay_agrees'])} |",
              f"| E_r ||Y - U diag(r) Vᵀ/θ||² = ||Y - UVᵀ||² + (1-θ)/θ Σ||u_i||²||v_i||² "
              f"| exact enumeration rel. error {p['max_enumeration_rel_err']:.1e}; Monte Carlo max |z| "
              f"{p['max_abs_z']:.2f}; dropout factorization vs convex squared-nuclear optimum rel. error "
-             f"{p['max_abs_rel_err_convex']:.1e}, ranks equal: {p['ranks_equal']} | {_word(p['agrees'])} |"]
+             f"{p['max_abs_rel_err_convex']:.1e}, ranks equal: {p['ranks_equal']} | {verdict(p['agrees'])} |"]
     if "high_dimensional" in result["relu"]:
         h = result["relu"]["high_dimensional"]
         lines += ["", f"ReLU on 5-D inputs, 2 outputs (heuristic polar only, no exact reference): "

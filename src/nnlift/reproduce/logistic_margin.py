@@ -16,6 +16,7 @@ import numpy as np
 
 from .._io import atomic_write, write_json
 from ..bias.margin import gaussian_data, logistic_margin_trajectory, soudry_check, soudry_data
+from ._common import verdict
 
 __all__ = ["CLAIM", "run", "save", "report"]
 
@@ -142,9 +143,6 @@ def save(result: dict, out_dir) -> list[Path]:
     return [json_path, png_path]
 
 
-def _word(ok: bool) -> str:
-    return "agrees" if ok else "does not agree"
-
 
 def report(result: dict) -> str:
     """The claim and a markdown table of measured vs predicted values, with a verdict per quantity."""
@@ -161,10 +159,10 @@ def report(result: dict) -> str:
         predicted_error = "n/a" if c["predicted_direction_error"] is None else f"{c['predicted_direction_error']:.4f}"
         predicted_c = "n/a" if c["predicted_c"] is None else f"{c['predicted_c']:.3g}"
         lines.append(
-            f"| {run['data']} | {run['method']} | {c['norm_T']:.4f} ({predicted_norm}): {_word(ok['norm'])} "
-            f"| {c['loss_constant']:.4f} ({c['predicted_loss_constant']:.4f}): {_word(ok['loss'])} "
-            f"| {c['direction_error']:.4f} ({predicted_error}): {_word(ok['direction'])} "
-            f"| {c['rate']['c']:.3g}, {c['rate']['r2']:.3f} ({predicted_c}): {_word(ok['rate'])} |")
+            f"| {run['data']} | {run['method']} | {c['norm_T']:.4f} ({predicted_norm}): {verdict(ok['norm'])} "
+            f"| {c['loss_constant']:.4f} ({c['predicted_loss_constant']:.4f}): {verdict(ok['loss'])} "
+            f"| {c['direction_error']:.4f} ({predicted_error}): {verdict(ok['direction'])} "
+            f"| {c['rate']['c']:.3g}, {c['rate']['r2']:.3f} ({predicted_c}): {verdict(ok['rate'])} |")
     lines += ["", "Where the predicted c is 0 (w̃ parallel to ŵ, as on the symmetric Fig. 1 data) there is no 1/log t "
               "term: the error falls faster, and 'agrees' means error × ln t keeps decreasing (the O(1/log t) bound)."]
     n_ok = sum(all(run["agrees"].values()) for run in result["runs"])

@@ -27,6 +27,7 @@ from ..bias.factorization import (
     symmetric_completion,
 )
 from ..bias.references import min_nuclear_norm
+from ._common import verdict
 
 __all__ = ["CLAIM", "run", "save", "report"]
 
@@ -187,9 +188,6 @@ def save(result: dict, out_dir) -> list[Path]:
     return [json_path, png_path]
 
 
-def _word(ok: bool) -> str:
-    return "agrees" if ok else "does not agree"
-
 
 def report(result: dict) -> str:
     """The claim and markdown tables: per problem at the largest and smallest alpha; Razin-Cohen per depth."""
@@ -203,10 +201,10 @@ def report(result: dict) -> str:
                    f"({r['reference_truth_error']:.1e})"
         last = len(r["alphas"]) - 1
         for k in (0, last // 2, last):
-            verdict = _word(ok[name]) if k == last else ""
+            mark = verdict(ok[name]) if k == last else ""
             lines.append(f"| {name} | {recovers} | {r['alphas'][k]:.0e} | {r['final_loss'][k]:.1e} "
                          f"| {r['nuclear_excess'][k]:.2e} | {r['distance_to_min_nuclear'][k]:.2e} "
-                         f"| {r['truth_error'][k]:.2e} | {verdict} |")
+                         f"| {r['truth_error'][k]:.2e} | {mark} |")
     sc = result["step_check"]
     lines += ["", f"Step check ({sc['problem']}, alpha = {sc['alpha']:.0e}, step / 4 for 4x the steps): "
               f"loss {sc['final_loss']:.1e}, ||X||_*/min - 1 = {sc['nuclear_excess']:.2e}, distance to "
@@ -217,10 +215,10 @@ def report(result: dict) -> str:
               "| depth | start | steps | loss | W_11 | ||W||_* | effective rank | |W_11| sqrt(2 loss) | verdict |",
               "|---|---|---|---|---|---|---|---|---|"]
     for r in rc["runs"]:
-        verdict = _word(ok[f"razin-cohen L={r['depth']} {r['start']}"])
+        mark = verdict(ok[f"razin-cohen L={r['depth']} {r['start']}"])
         lines.append(f"| {r['depth']} | {r['start']} | {r['steps'][-1]:,} | {r['loss'][-1]:.2e} | {r['w11'][-1]:.3f} "
                      f"| {r['nuclear_norm'][-1]:.3f} | {r['effective_rank'][-1]:.3f} | {r['w11_sqrt_2loss']:.3f} "
-                     f"| {verdict} |")
+                     f"| {mark} |")
     lines += ["", "Verdicts: a factorization problem agrees when, at the smallest alpha, GD has converged "
               "(loss < 1e-6) to within 1% of the minimum nuclear norm and of the minimiser, and is still approaching "
               "it over the last three alphas; a det > 0 Razin-Cohen run agrees (with the counter-example) when "

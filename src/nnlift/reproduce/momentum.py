@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from sklearn.datasets import load_digits
 
-from ._landscape_common import BatchedMLP, fmt, markdown_table, progress, save_study, verdict
+from ._common import BatchedMLP, fmt, markdown_table, progress, save_study, verdict
 
 __all__ = ["CLAIM", "MomentumConfig", "momentum_step", "quadratic_parameters", "spectral_radius", "run", "save",
            "report"]

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._landscape_common import (
+from ._common import (
     BatchedMLP,
     fmt,
     load_digits_split,

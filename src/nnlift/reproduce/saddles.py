@@ -38,7 +38,7 @@ from torch import nn
 
 from ..landscape import HessianOperator, critical_point_index, flatten_params, unflatten
 from ..optim import Newton, SaddleFreeNewton
-from ._landscape_common import fmt, load_digits_split, markdown_table, progress, save_study, spearman, verdict
+from ._common import fmt, load_digits_split, markdown_table, progress, save_study, spearman, verdict
 
 __all__ = ["CLAIM", "SaddlesConfig", "RegularisedMSE", "find_critical_point", "make_mlp", "run", "save", "report"]
 
