@@ -130,3 +130,22 @@ def test_non_gaussian_scores_on_a_cluster_equal_in_memory(data, score_name, mome
         for name, got in moment_statistics(op, probes).items():
             np.testing.assert_allclose(got, expected[name], rtol=0, atol=1e-10 * np.abs(expected[name]).max(),
                                        err_msg=name)
+
+
+def test_gaussian_score_is_fitted_by_map_reduce_on_the_cluster(data, monkeypatch):
+    """The score's sums run as Dask reductions (no block is streamed to the client) and equal the in-memory fit."""
+    from nnlift._backend import DaskSource
+
+    X, y, _ = data
+    ref = GaussianScore().fit(X)
+
+    def no_streaming(self, chunk_rows):
+        raise AssertionError("a DaskSource block was streamed to the client")
+
+    monkeypatch.setattr(DaskSource, "_blocks", no_streaming)
+    with local_client(2, processes=False) as client:
+        op = DaskCrossMoment(da.from_array(X, chunks=(700, D)), da.from_array(y, chunks=700), order=3,
+                             client=client)
+    np.testing.assert_allclose(op.score.mean_, ref.mean_, rtol=1e-12)
+    np.testing.assert_allclose(op.score.precision_, ref.precision_, rtol=1e-10)
+    assert op.score.gaussianity_["kurtosis"] == pytest.approx(ref.gaussianity_["kurtosis"], rel=1e-10)

@@ -72,9 +72,9 @@ class DaskCrossMoment(CrossMoment):
     persisted on the workers once, with the score. Each call maps one task per row block (the score's chunk
     statistic on centred y, in pieces of `chunk_rows` rows) and sums the partial results in a tree of
     `split_every` at a time; the probe matrix enters the task graph once per call. A lost worker is survived:
-    Dask recomputes its blocks and partial sums from the graph. The score is fitted by streaming the blocks
-    through the client when it is not fitted yet. `device`/`dtype` are resolved on each worker (None: the
-    worker's GPU if it has one). Workers must be able to import nnlift.
+    Dask recomputes its blocks and partial sums from the graph. An unfitted `GaussianScore` is fitted by
+    map-reduce on the cluster; other scores stream the blocks through the client. `device`/`dtype` are resolved
+    on each worker (None: the worker's GPU if it has one). Workers must be able to import nnlift.
     """
 
     def __init__(self, X, y, order: int = 3, score="gaussian", *, client: Client,

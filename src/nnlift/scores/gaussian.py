@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import warnings
 
+import dask
 import numpy as np
 import torch
 
-from .._backend import DEFAULT_CHUNK_ROWS, iter_row_chunks
+from .._backend import DEFAULT_CHUNK_ROWS, DaskSource, is_dask_collection, iter_row_chunks
 
 __all__ = ["GaussianScore", "NonGaussianInputWarning"]
 
@@ -52,14 +53,13 @@ class GaussianScore:
 
     # -- fitting ---------------------------------------------------------------------------------------
     def fit(self, X, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> GaussianScore:
-        """Estimate the missing mean/covariance in one pass and test the Gaussian assumption (Mardia)."""
+        """Estimate the missing mean/covariance in one pass and test the Gaussian assumption (Mardia).
+
+        X is any row source; a Dask array (or a `DaskSource`, whose scheduler may be a Client) is reduced on its
+        cluster as map-reduce sums instead of streaming its blocks here.
+        """
         n, d = X.shape
-        total = np.zeros(d)
-        second = np.zeros((d, d))
-        for _, chunk, _ in iter_row_chunks(X, None, chunk_rows):
-            chunk = np.asarray(chunk, dtype=np.float64)
-            total += chunk.sum(axis=0)
-            second += chunk.T @ chunk
+        total, second = _column_sums(X, chunk_rows)
         mean = total / n if self.mean is None else np.asarray(self.mean, dtype=np.float64).reshape(d)
         if self.cov is None:
             cov = second / n - np.outer(total / n, total / n)
@@ -90,11 +90,7 @@ class GaussianScore:
     def _mardia(self, X, chunk_rows: int) -> dict:
         """Mardia's multivariate kurtosis E[((x-mu)^T P (x-mu))^2] = d(d+2) under normality."""
         n, d = X.shape
-        total = 0.0
-        for _, chunk, _ in iter_row_chunks(X, None, chunk_rows):
-            centred = np.asarray(chunk, dtype=np.float64) - self.mean_
-            total += float(np.sum(np.sum((centred @ self.precision_) * centred, axis=1) ** 2))
-        kurtosis = total / n
+        kurtosis = _squared_mahalanobis_sum(X, self.mean_, self.precision_, chunk_rows) / n
         expected = d * (d + 2)
         if self.cov is None:  # estimated (n - 1) covariance: E[b2] = d(d+2)(n-1)/(n+1) (Mardia 1974), rescaled
             expected *= (n - 1) / (n + 1) * ((n - 1) / n) ** 2
@@ -207,6 +203,46 @@ class GaussianScore:
         if order == 4:
             return outer - _pair_times_pair(np.einsum, np.outer(z, z), P) + _pairings(np.einsum, P)
         raise ValueError(f"order must be 1, 2, 3 or 4, got {order}")
+
+
+def _on_dask(X):
+    """(dask array, scheduler) behind X when it is a Dask array or a `DaskSource`, else None."""
+    if isinstance(X, DaskSource):
+        return X.X.astype(np.float64), X.scheduler
+    if is_dask_collection(X):
+        return X.astype(np.float64), None
+    return None
+
+
+def _column_sums(X, chunk_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """sum_r x_r and sum_r x_r x_r^T: one streamed pass, or one map-reduce on X's Dask cluster."""
+    on_dask = _on_dask(X)
+    if on_dask is not None:
+        rows, scheduler = on_dask
+        total, second = dask.compute(rows.sum(axis=0), rows.T @ rows, scheduler=scheduler)
+        return np.asarray(total), np.asarray(second)
+    d = X.shape[1]
+    total, second = np.zeros(d), np.zeros((d, d))
+    for _, chunk, _ in iter_row_chunks(X, None, chunk_rows):
+        chunk = np.asarray(chunk, dtype=np.float64)
+        total += chunk.sum(axis=0)
+        second += chunk.T @ chunk
+    return total, second
+
+
+def _squared_mahalanobis_sum(X, mean: np.ndarray, precision: np.ndarray, chunk_rows: int) -> float:
+    """sum_r ((x_r - mu)^T P (x_r - mu))^2, streamed or reduced on X's Dask cluster."""
+    on_dask = _on_dask(X)
+    if on_dask is not None:
+        rows, scheduler = on_dask
+        centred = rows - mean
+        return float(dask.compute(((((centred @ precision) * centred).sum(axis=1)) ** 2).sum(),
+                                  scheduler=scheduler)[0])
+    total = 0.0
+    for _, chunk, _ in iter_row_chunks(X, None, chunk_rows):
+        centred = np.asarray(chunk, dtype=np.float64) - mean
+        total += float(np.sum(np.sum((centred @ precision) * centred, axis=1) ** 2))
+    return total
 
 
 def _vec_times_pair(einsum, a, G):
