@@ -29,19 +29,6 @@ def mean_loss(out, target):
 DUMMY = (torch.zeros(1, 1, dtype=torch.float64), torch.zeros(1, dtype=torch.float64))
 
 
-def regression_data(n=200, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    X = torch.randn(n, 4, generator=g, dtype=torch.float64)
-    w = torch.randn(4, 3, generator=g, dtype=torch.float64)
-    y = (torch.tanh(X @ w) @ torch.tensor([1.0, -1.0, 0.5], dtype=torch.float64))[:, None]
-    return X, y
-
-
-def mlp(seed=1):
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1)).double()
-
-
 @pytest.mark.parametrize("curvature", ["gauss_newton", "hessian"])
 def test_one_step_solves_least_squares(curvature):
     g = torch.Generator().manual_seed(3)
@@ -154,7 +141,7 @@ def test_damping_follows_the_reduction_ratio(f, theta, damping, factor):
     assert (rho < 0.25) == (factor > 1) and (rho > 0.75) == (factor < 1)
 
 
-def test_hessian_free_beats_gradient_descent_on_a_small_mlp():
+def test_hessian_free_beats_gradient_descent_on_a_small_mlp(regression_data, mlp):
     X, y = regression_data()
     loss_fn = nn.functional.mse_loss
     model = mlp()
@@ -178,7 +165,7 @@ def test_hessian_free_beats_gradient_descent_on_a_small_mlp():
     assert hf_loss < best_gd / 5
 
 
-def test_state_dict_round_trip_gives_the_same_next_step():
+def test_state_dict_round_trip_gives_the_same_next_step(regression_data, mlp):
     X, y = regression_data(n=100)
     model = mlp()
     opt = HessianFree(model, nn.functional.mse_loss, max_cg_iter=30)

@@ -9,19 +9,6 @@ from torch import nn
 from nnlift.optim.newton import Newton, backtracking_line_search, spectral_solve
 
 
-def regression_data(n=200, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    X = torch.randn(n, 4, generator=g, dtype=torch.float64)
-    w = torch.randn(4, 3, generator=g, dtype=torch.float64)
-    y = (torch.tanh(X @ w) @ torch.tensor([1.0, -1.0, 0.5], dtype=torch.float64))[:, None]
-    return X, y
-
-
-def mlp(seed=1):
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1)).double()
-
-
 @pytest.mark.parametrize("line_search", [False, True])
 def test_one_undamped_step_solves_a_quadratic(line_search):
     g = torch.Generator().manual_seed(3)
@@ -36,7 +23,7 @@ def test_one_undamped_step_solves_a_quadratic(line_search):
     assert opt.global_state["step_size"] == 1.0 and opt.global_state["min_eigenvalue"] > 0
 
 
-def test_line_search_keeps_the_loss_non_increasing():
+def test_line_search_keeps_the_loss_non_increasing(regression_data, mlp):
     X, y = regression_data()
     runs = {}
     for line_search in (True, False):
@@ -68,7 +55,7 @@ def test_backtracking_line_search_by_hand():
     assert backtracking_line_search(lambda t: t, 0.0, 1.0) == (0.0, 0.0)
 
 
-def test_state_dict_round_trip():
+def test_state_dict_round_trip(regression_data, mlp):
     X, y = regression_data(n=50)
     model = mlp()
     opt = Newton(model, nn.functional.mse_loss, damping=1.0)

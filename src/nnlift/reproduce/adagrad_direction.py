@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .._io import atomic_write, write_json
 from ..bias.margin import adagrad_direction, two_point_data
+from ._common import save_study
 
 __all__ = ["CLAIM", "run", "save", "report"]
 
@@ -50,14 +50,10 @@ def run(fast: bool = False, verbose: int = 0, random_state: int = 0) -> dict:
 
 def save(result: dict, out_dir) -> list[Path]:
     """adagrad_direction.json and adagrad_direction.png (the data and the directions; angles to ŵ over t)."""
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out_dir = Path(out_dir)
-    json_path = write_json(out_dir / "adagrad_direction.json", result)
-    fig, (ax_data, ax_angle) = plt.subplots(1, 2, figsize=(11, 4.8))
+    fig = Figure(figsize=(11, 4.8))
+    (ax_data, ax_angle) = fig.subplots(1, 2)
     X, y = np.array(result["X"]), np.array(result["y"])
     ax_data.scatter(*X[y > 0].T, marker="+", s=80, label="y = +1")
     ax_data.scatter(*X[y < 0].T, marker="o", facecolors="none", edgecolors="C1", s=60, label="y = −1")
@@ -81,10 +77,7 @@ def save(result: dict, out_dir) -> list[Path]:
     ax_angle.set(xlabel="t", ylabel="degrees", title="angle between w(t) and the L2 max margin")
     ax_angle.legend(fontsize="small", loc="center left")
     fig.suptitle(f"AdaGrad vs GD on two points, {result['n_steps']:,} steps")
-    fig.tight_layout()
-    png_path = atomic_write(out_dir / "adagrad_direction.png", lambda tmp: fig.savefig(tmp, format="png", dpi=110))
-    plt.close(fig)
-    return [json_path, png_path]
+    return save_study(result, out_dir, "adagrad_direction", fig)
 
 
 def report(result: dict) -> str:

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 from rich.progress import Progress
 
-from .._io import atomic_write, write_json
 from ..bias.adaptive import METHODS, fit_least_squares, lemma_holds, wilson_problem
+from ._common import save_study
 
 __all__ = ["CLAIM", "run", "save", "report"]
 
@@ -100,16 +100,13 @@ def run(fast: bool = False, verbose: int = 0, random_state: int = 0) -> dict:
 
 def save(result: dict, out_dir) -> list[Path]:
     """adaptive_generalization.json and .png (mean test error per method and setting; dashes: -1 label fraction)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     out_dir = Path(out_dir)
-    json_path = write_json(out_dir / "adaptive_generalization.json", result)
     settings = result["settings"]
     names = list(settings[0]["methods"])
-    fig, ax = plt.subplots(figsize=(max(6.0, 2.2 * len(settings)), 4.5))
+    fig = Figure(figsize=(max(6.0, 2.2 * len(settings)), 4.5))
+    ax = fig.subplots()
     width = 0.8 / len(names)
     for k, name in enumerate(names):
         means = [s["methods"][name]["mean_test_error"] for s in settings]
@@ -123,11 +120,7 @@ def save(result: dict, out_dir) -> list[Path]:
            ylabel="test error (mean over seeds, bar: sd)",
            title=f"Wilson et al. (2017) Sec. 3.3, {result['config']['n_seeds']} seeds per setting")
     ax.legend(fontsize="small", ncol=2)
-    fig.tight_layout()
-    png_path = atomic_write(out_dir / "adaptive_generalization.png",
-                            lambda tmp: fig.savefig(tmp, format="png", dpi=110))
-    plt.close(fig)
-    return [json_path, png_path]
+    return save_study(result, out_dir, "adaptive_generalization", fig)
 
 
 def report(result: dict) -> str:

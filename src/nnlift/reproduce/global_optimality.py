@@ -25,7 +25,6 @@ import numpy as np
 import torch
 from rich.progress import Progress
 
-from .._io import atomic_write, write_json
 from ..bias import nuclear_norm_denoise
 from ..homogeneous import (
     ParallelNetwork,
@@ -45,7 +44,7 @@ from ..homogeneous.dropout import (
     fit_dropout_factorization,
     squared_nuclear_denoise,
 )
-from ._common import verdict
+from ._common import save_study, verdict
 
 __all__ = ["CLAIM", "run", "save", "report"]
 
@@ -347,14 +346,10 @@ def run(fast: bool = False, verbose: int = 0, random_state: int = 0) -> dict:
 def save(result: dict, out_dir) -> list[Path]:
     """global_optimality.json and global_optimality.png (errors vs the convex optima, polar per grow step,
     objectives per seed for the two regularisers with the barrier at W = 0, dropout closed form vs Monte Carlo)."""
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out_dir = Path(out_dir)
-    json_path = write_json(out_dir / "global_optimality.json", result)
-    fig, axes = plt.subplots(2, 2, figsize=(11, 8.5))
+    fig = Figure(figsize=(11, 8.5))
+    axes = fig.subplots(2, 2)
     ax_err, ax_polar, ax_degree, ax_drop = axes.ravel()
     floor = 1e-17
     rows = result["matrix"]["rows"]
@@ -406,10 +401,7 @@ def save(result: dict, out_dir) -> list[Path]:
                 title="dropout in U Vᵀ: E loss - ||Y - UVᵀ||²")
     ax_drop.legend(fontsize="x-small")
     fig.suptitle("Global optimality of positively homogeneous networks" + (" (fast)" if result["fast"] else ""))
-    fig.tight_layout()
-    png_path = atomic_write(out_dir / "global_optimality.png", lambda tmp: fig.savefig(tmp, format="png", dpi=110))
-    plt.close(fig)
-    return [json_path, png_path]
+    return save_study(result, out_dir, "global_optimality", fig)
 
 
 

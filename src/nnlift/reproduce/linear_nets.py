@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 from rich.progress import Progress
 
-from .._io import atomic_write, write_json
 from ..bias.linear_nets import (
     direction_distance,
     effective_frequencies,
@@ -26,6 +25,7 @@ from ..bias.linear_nets import (
     train_linear_net,
 )
 from ..bias.references import max_margin
+from ._common import save_study
 
 __all__ = ["CLAIM", "run", "save", "report"]
 
@@ -124,14 +124,10 @@ def _verdicts(result: dict) -> dict:
 
 def save(result: dict, out_dir) -> list[Path]:
     """linear_nets.json and linear_nets.png (spectra on data set 0; l1-DFT excess vs steps; spectral spread)."""
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out_dir = Path(out_dir)
-    json_path = write_json(out_dir / "linear_nets.json", result)
-    fig, (ax_spec, ax_path, ax_spread) = plt.subplots(1, 3, figsize=(15, 4.5))
+    fig = Figure(figsize=(15, 4.5))
+    (ax_spec, ax_path, ax_spread) = fig.subplots(1, 3)
     d = result["config"]["d"]
     freq = np.arange(d)
     curves = [("L2 max margin", result["references"]["l2_max_margin"]["beta"][0], "k", "o"),
@@ -162,10 +158,7 @@ def save(result: dict, out_dir) -> list[Path]:
     cfg = result["config"]
     fig.suptitle(f"Linear FC vs circular conv nets: {cfg['n_datasets']} data sets, n={cfg['n']}, d={d}, "
                  f"{cfg['n_steps']:,} steps")
-    fig.tight_layout()
-    png_path = atomic_write(out_dir / "linear_nets.png", lambda tmp: fig.savefig(tmp, format="png", dpi=110))
-    plt.close(fig)
-    return [json_path, png_path]
+    return save_study(result, out_dir, "linear_nets", fig)
 
 
 def report(result: dict) -> str:

@@ -14,9 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .._io import atomic_write, write_json
 from ..bias.margin import gaussian_data, logistic_margin_trajectory, soudry_check, soudry_data
-from ._common import verdict
+from ._common import save_study, verdict
 
 __all__ = ["CLAIM", "run", "save", "report"]
 
@@ -95,14 +94,10 @@ def run(fast: bool = False, verbose: int = 0, random_state: int = 0) -> dict:
 
 def save(result: dict, out_dir) -> list[Path]:
     """logistic_margin.json and logistic_margin.png (data and limits; ||w|| − ||ŵ|| ln t; direction error; t L)."""
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out_dir = Path(out_dir)
-    json_path = write_json(out_dir / "logistic_margin.json", result)
-    fig, axes = plt.subplots(2, 2, figsize=(11, 8.5))
+    fig = Figure(figsize=(11, 8.5))
+    axes = fig.subplots(2, 2)
     ax_data, ax_norm, ax_dir, ax_loss = axes.ravel()
     data = result["data"]["soudry_fig1"]
     X, y = np.array(data["X"]), np.array(data["y"])
@@ -137,10 +132,7 @@ def save(result: dict, out_dir) -> list[Path]:
     ax_loss.set(xlabel="t", ylabel="η_eff t L(w(t)) / ||ŵ||²", title="loss × t (→ 1)", ylim=(0, 2))
     ax_loss.legend(fontsize="x-small")
     fig.suptitle(f"Logistic regression on separable data, {result['n_steps']:,} steps")
-    fig.tight_layout()
-    png_path = atomic_write(out_dir / "logistic_margin.png", lambda tmp: fig.savefig(tmp, format="png", dpi=110))
-    plt.close(fig)
-    return [json_path, png_path]
+    return save_study(result, out_dir, "logistic_margin", fig)
 
 
 

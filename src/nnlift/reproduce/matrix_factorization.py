@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 from rich.progress import Progress
 
-from .._io import atomic_write, write_json
 from ..bias.factorization import (
     RAZIN_COHEN_MASK,
     RAZIN_COHEN_TARGET,
@@ -27,7 +26,7 @@ from ..bias.factorization import (
     symmetric_completion,
 )
 from ..bias.references import min_nuclear_norm
-from ._common import verdict
+from ._common import save_study, verdict
 
 __all__ = ["CLAIM", "run", "save", "report"]
 
@@ -155,14 +154,10 @@ def run(fast: bool = False, verbose: int = 0, random_state: int = 0) -> dict:
 
 def save(result: dict, out_dir) -> list[Path]:
     """matrix_factorization.json and .png (nuclear-norm excess and distances vs alpha; Razin-Cohen |W_11| vs loss)."""
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out_dir = Path(out_dir)
-    json_path = write_json(out_dir / "matrix_factorization.json", result)
-    fig, (ax_excess, ax_dist, ax_rc) = plt.subplots(1, 3, figsize=(15, 4.5))
+    fig = Figure(figsize=(15, 4.5))
+    (ax_excess, ax_dist, ax_rc) = fig.subplots(1, 3)
     for i, r in enumerate(result["factorization"]):
         label = f"{r['problem']} m={r['m']}"
         alphas = np.array(r["alphas"])
@@ -182,10 +177,7 @@ def save(result: dict, out_dir) -> list[Path]:
               title="Razin-Cohen 2x2 completion (min ||W||_*: W_11 = 0)")
     ax_rc.legend(fontsize="small")
     fig.suptitle("Implicit bias of gradient descent on matrix factorizations")
-    fig.tight_layout()
-    png_path = atomic_write(out_dir / "matrix_factorization.png", lambda tmp: fig.savefig(tmp, format="png", dpi=110))
-    plt.close(fig)
-    return [json_path, png_path]
+    return save_study(result, out_dir, "matrix_factorization", fig)
 
 
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .._io import atomic_write, write_json
 from ..bias import max_margin
 from ..bias.margin import gaussian_data, steepest_margin_trajectory
+from ._common import save_study
 
 __all__ = ["CLAIM", "run", "save", "report"]
 
@@ -69,14 +69,10 @@ def run(fast: bool = False, verbose: int = 0, random_state: int = 0) -> dict:
 
 def save(result: dict, out_dir) -> list[Path]:
     """steepest_margin.json and steepest_margin.png (angles to each max margin; own-norm margin gap over t)."""
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out_dir = Path(out_dir)
-    json_path = write_json(out_dir / "steepest_margin.json", result)
-    fig, (ax_angle, ax_gap) = plt.subplots(1, 2, figsize=(12, 4.8))
+    fig = Figure(figsize=(12, 4.8))
+    (ax_angle, ax_gap) = fig.subplots(1, 2)
     methods = [run["method"] for run in result["runs"]]
     references = list(result["references"])
     angles = np.array([[run["angle"][ref] for ref in references] for run in result["runs"]])
@@ -95,10 +91,7 @@ def save(result: dict, out_dir) -> list[Path]:
                title="own-norm margin gap")
     ax_gap.legend(fontsize="small")
     fig.suptitle(f"Steepest descent on the exponential loss, {result['n_steps']:,} steps, n=6, d=10")
-    fig.tight_layout()
-    png_path = atomic_write(out_dir / "steepest_margin.png", lambda tmp: fig.savefig(tmp, format="png", dpi=110))
-    plt.close(fig)
-    return [json_path, png_path]
+    return save_study(result, out_dir, "steepest_margin", fig)
 
 
 def report(result: dict) -> str:
