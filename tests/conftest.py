@@ -17,7 +17,7 @@ def _single_blas_thread():
 def _moment_statistics(op, probes, max_rows=1000):
     """Every statistic of a moment operator on the same probes (V, U, Q), for comparing two operators."""
     out = {"contract": op.contract(probes["V"]), "project": op.project(probes["Q"]),
-           "row_norm_sq": op.row_norm_sq(probes["V"], max_rows=max_rows)}
+           "image": op.contract_image(probes["Q"]), "row_norm_sq": op.row_norm_sq(probes["V"], max_rows=max_rows)}
     if op.order == 3:
         out["pairs"] = op.contract_pairs(probes["V"], probes["U"])
     return out

@@ -199,6 +199,9 @@ def test_cross_moment_with_a_density_score_equals_the_brute_force_moment():
     dense = np.stack([score.dense(x, 3) for x in X])
     expected = np.einsum("r,rabc,bm,cm->am", y - y.mean(), dense, V, V) / len(y)
     np.testing.assert_allclose(moment.contract(V), expected, atol=1e-12)
+    Q = np.linalg.qr(V)[0]
+    image = np.einsum("r,rabc,bi,cj->aij", y - y.mean(), dense, Q, Q) / len(y)
+    np.testing.assert_allclose(moment.contract_image(Q), image, atol=1e-12)  # through polarization probes
 
 
 @pytest.mark.parametrize("name", ["student_t", "uniform", "multivariate_t"])

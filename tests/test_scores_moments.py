@@ -71,7 +71,11 @@ def test_operator_matches_dense_moment(tiny_gaussian, order, chunk_rows):
         U, W = rng.standard_normal((3, 5)), rng.standard_normal((3, 5))
         pairs = np.stack([np.einsum("abc,b,c->a", T, u, w) for u, w in zip(U.T, W.T, strict=True)], axis=1)
         np.testing.assert_allclose(op.contract_pairs(U, W), pairs, atol=1e-10)
-    assert op.passes == (4 if order == 3 else 3)
+    if order > 2:
+        operands = [T, list(range(order))] + sum(([Q, [i, order + i]] for i in range(1, order)), [])
+        image = np.einsum(*operands, [0] + [order + i for i in range(1, order)])
+        np.testing.assert_allclose(op.contract_image(Q), image, atol=1e-10)
+    assert op.passes == {2: 3, 3: 5, 4: 4}[order]
 
 
 def test_float32_and_chunking_agree_with_float64():

@@ -60,6 +60,8 @@ def _statistic_size(statistic: str, probes: list[np.ndarray], order: int) -> int
     """Length of the flattened statistic (see `chunk_sums`)."""
     if statistic == "project":
         return probes[0].shape[1] ** order
+    if statistic == "image":
+        return probes[0].shape[0] * probes[0].shape[1] ** (order - 1)
     if statistic == "row_norm_sq":
         return probes[0].shape[1]
     return probes[0].size

@@ -26,6 +26,7 @@ from ._backend import (
     to_tensor,
 )
 from .scores import get_score
+from .tensor.image import from_polarization, polarization_probes
 
 __all__ = ["CrossMoment", "chunk_sums", "make_moment"]
 
@@ -47,7 +48,8 @@ def chunk_sums(score, statistic: str, X: torch.Tensor, w: torch.Tensor, probes: 
     """The sum over the rows of one chunk behind each statistic (w = centred y), flattened to 1-D.
 
     "contract": sum_r w_r S(x_r)(I, v, ..., v) per column v; "pairs": sum_r w_r S3(x_r)(I, u_i, w_i);
-    "project": sum_r w_r S(x_r)(Q, ..., Q); "row_norm_sq": sum_r ||w_r S(x_r)(I, v, ..., v)||^2 per column v.
+    "project": sum_r w_r S(x_r)(Q, ..., Q); "image": sum_r w_r S(x_r)(I, Q, ..., Q);
+    "row_norm_sq": sum_r ||w_r S(x_r)(I, v, ..., v)||^2 per column v.
     """
     if statistic == "contract":
         out = score.contract_chunk(X, w, probes[0], order)
@@ -55,6 +57,8 @@ def chunk_sums(score, statistic: str, X: torch.Tensor, w: torch.Tensor, probes: 
         out = score.contract_pairs_chunk(X, w, probes[0], probes[1])
     elif statistic == "project":
         out = score.project_chunk(X, w, probes[0], order)
+    elif statistic == "image":
+        out = score.image_chunk(X, w, probes[0], order)
     elif statistic == "row_norm_sq":
         # contract_rows is (rows, d, m): take the rows in pieces of about _ROW_TERMS_PER_PIECE numbers.
         step = max(1, _ROW_TERMS_PER_PIECE // (X.shape[1] * probes[0].shape[1]))
@@ -73,7 +77,9 @@ class CrossMoment:
     y is None). Peak memory is set by `chunk_rows` (and a Dask array's row blocks), not by the number of rows.
     Centring y leaves T unchanged (E[S_m(x)] = 0 for m >= 1) and removes the intercept's variance.
     `contract(V)` returns T(I, v, ..., v) per column, `contract_pairs(U, W)` returns T(I, u, w) (order 3),
-    `project(Q)` returns the dense k^order tensor T(Q, ..., Q). Each call is one pass over the rows; `passes`
+    `project(Q)` returns the dense k^order tensor T(Q, ..., Q), `contract_image(Q)` the (d,) + (k,)*(order-1)
+    tensor T(I, Q, ..., Q) (the score's `image_chunk` if it has one, else `contract` on polarization probes,
+    see `nnlift.tensor.image`). Each call is one pass over the rows; `passes`
     counts them. Construction reads the rows once (row count, NaN/inf check, mean of y); the score must already
     be fitted (`score.fit(X)`) or is fitted here on the same rows.
     """
@@ -152,6 +158,15 @@ class CrossMoment:
         """The dense projected tensor T(Q, ..., Q), shape (k,)*order for Q of shape (d, k)."""
         Q = self._probes(Q)
         return self._mean("project", [Q]).reshape((Q.shape[1],) * self.order)
+
+    def contract_image(self, Q) -> np.ndarray:
+        """T(I, Q, ..., Q), shape (d,) + (k,)*(order-1) for Q of shape (d, k): one pass (orders 3 and 4)."""
+        Q = self._probes(Q)
+        if self.order not in (3, 4):
+            raise ValueError(f"contract_image is defined for orders 3 and 4, the moment has order {self.order}")
+        if hasattr(self.score, "image_chunk"):
+            return self._mean("image", [Q]).reshape((self.dim,) + (Q.shape[1],) * (self.order - 1))
+        return from_polarization(self.contract(polarization_probes(Q, self.order)), Q.shape[1], self.order)
 
     def row_norm_sq(self, V, max_rows: int = 2000) -> np.ndarray:
         """Mean over (at most `max_rows`) first rows of ||y_r S(x_r)(I, v, ..., v)||^2 per column v.

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from nnlift.tensor import cp_symmetric
+from nnlift.tensor import DenseSymmetricTensor, cp_symmetric, range_finder
+from nnlift.tensor._multilinear import project_dense
 
 from ._helpers import CountingOperator, low_rank_tensor, match_errors, random_components, symmetric_noise
 
@@ -23,7 +24,9 @@ def test_error_is_linear_in_the_perturbation(order, d, k, orthogonal, eps):
     assert result.diagnostics["residual"] <= eps / np.linalg.norm(T)
 
 
-def test_refinement_on_the_operator_reduces_the_subspace_error():
+def test_lift_and_refinement_reduce_the_subspace_error():
+    """The subspace factors Q b_j carry the basis error; the lift out of the image removes most of it in the same
+    pass, and refinement on the operator (10 more calls) converges to the same fixed point."""
     rng = np.random.default_rng(5)
     weights, factors = random_components(rng, 30, 6, orthogonal=False)
     T = low_rank_tensor(weights, factors, 3) + symmetric_noise(rng, 30, 3, 0.3)
@@ -31,4 +34,10 @@ def test_refinement_on_the_operator_reduces_the_subspace_error():
     for refine_iter in (0, 10):
         result = cp_symmetric(T, 6, random_state=0, refine_iter=refine_iter)
         errors[refine_iter] = match_errors(result.weights, result.factors, weights, factors, 3)[0]
-    assert errors[10] < 0.6 * errors[0]
+        lift = result.diagnostics["lift"]
+        assert lift["kept"] == "lifted" and lift["residual_lifted"] < lift["residual_subspace"]
+    Q = range_finder(DenseSymmetricTensor(T), 11, np.random.default_rng(0), oversample=5, n_iter=4)[0]
+    subspace_factors = cp_symmetric(project_dense(T, Q), 6, random_state=0).factors
+    subspace_error = match_errors(np.ones(6), Q @ subspace_factors, weights, factors, 3)[0]
+    assert errors[0] < 0.6 * subspace_error
+    assert errors[10] == pytest.approx(errors[0], rel=0.05)

@@ -57,7 +57,7 @@ def test_cp_with_whitening_skips_the_range_finder(order, method):
     diag = result.diagnostics
     assert diag["whitening"] == "used" and diag["subspace"] == "whitening"
     assert max(match_errors(result.weights, result.factors, weights, factors, order)) < 1e-8
-    # one project, one converged refinement call, no range finder
+    # one image, one converged refinement call, no range finder
     assert op.calls == diag["passes"] == 2
 
 

@@ -9,6 +9,7 @@ as matrix products over the rows plus the rank-one corrections, so the cost is O
 
 from __future__ import annotations
 
+import itertools
 import warnings
 
 import dask
@@ -186,6 +187,37 @@ class GaussianScore:
             return quartic - _pair_times_pair(torch.einsum, m2, G) + s0 * _pairings(torch.einsum, G)
         raise ValueError(f"order must be 2, 3 or 4 for a projected moment, got {order}")
 
+    def image_chunk(self, X: torch.Tensor, w: torch.Tensor, Q: torch.Tensor, order: int) -> torch.Tensor:
+        """sum_r w_r S_order(x_r)(I, Q, ..., Q): a (d,) + (k,)*(order-1) tensor, k = Q.shape[1].
+
+        With u = Q^T z per row, G = Q^T P Q and PQ = P Q: order 3 is sum w z⊗u⊗u - (sum w z)⊗G - the two
+        placements of PQ beside sum w u; order 4 is sum w z⊗u⊗u⊗u - sym((sum w z⊗u)⊗G) - sym(PQ⊗(sum w u⊗u))
+        + (sum w) sym(PQ⊗G), each sym over the three placements. The leading sum is one product over the rows
+        against the distinct products of u's entries only.
+        """
+        mean, P = self._constants(X)
+        PQ = P @ Q
+        U = self._z_times(X, mean, PQ)
+        G = Q.T @ PQ
+        products, expand = _distinct_products(U, order - 1)
+        lead = self._zt_times(X, mean, P, products.mul_(w[:, None]))[:, expand]
+        k = Q.shape[1]
+        if order == 3:
+            weighted_z = P @ (X.T @ w - mean * w.sum())
+            m1 = U.T @ w
+            out = lead.reshape(-1, k, k) - torch.einsum("i,ab->iab", weighted_z, G)
+            return out - torch.einsum("ia,b->iab", PQ, m1) - torch.einsum("ib,a->iab", PQ, m1)
+        if order == 4:
+            M = self._zt_times(X, mean, P, w[:, None] * U)
+            N = U.T @ (w[:, None] * U)
+            correction = M - w.sum() * PQ
+            out = lead.reshape(-1, k, k, k)
+            for left, right in ((correction, G), (PQ, N)):
+                out = out - (torch.einsum("ia,bc->iabc", left, right) + torch.einsum("ib,ac->iabc", left, right)
+                             + torch.einsum("ic,ab->iabc", left, right))
+            return out
+        raise ValueError(f"order must be 3 or 4 for a subspace image, got {order}")
+
     # -- reference (tests, tiny d only) ----------------------------------------------------------------
     def dense(self, x: np.ndarray, order: int) -> np.ndarray:
         """The full tensor S_order(x) for one point x (for brute-force checks on tiny d)."""
@@ -243,6 +275,21 @@ def _squared_mahalanobis_sum(X, mean: np.ndarray, precision: np.ndarray, chunk_r
         centred = np.asarray(chunk, dtype=np.float64) - mean
         total += float(np.sum(np.sum((centred @ precision) * centred, axis=1) ** 2))
     return total
+
+
+def _distinct_products(U: torch.Tensor, degree: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-row products of `degree` entries of U (rows, k) over sorted index tuples only, and the index that
+    spreads them over all k**degree ordered tuples (C order)."""
+    k = U.shape[1]
+    tuples = list(itertools.combinations_with_replacement(range(k), degree))
+    position = {index: i for i, index in enumerate(tuples)}
+    expand = torch.tensor([position[tuple(sorted(index))] for index in itertools.product(range(k), repeat=degree)],
+                          device=U.device)
+    columns = torch.tensor(tuples, device=U.device).T
+    products = U[:, columns[0]]
+    for column in columns[1:]:
+        products = products * U[:, column]
+    return products, expand
 
 
 def _vec_times_pair(einsum, a, G):

@@ -1,13 +1,15 @@
 """Symmetric CP decomposition T = sum_j lambda_j a_j^{⊗m} of a dense tensor or a symmetric operator.
 
 The first-layer step of NN-LIFT (Janzamin, Sedghi & Anandkumar 2015, Algorithm 1, with T = E[y · S_m(x)]):
-  1. a k-dimensional basis Q of span{a_j}: whitening by a PSD second moment if one is given and usable, the
-     block power range finder on the operator otherwise (the identity when d = k); for method="power", the span
-     of the factors found by the robust tensor power method run implicitly on the operator;
-  2. the projected tensor T_P = T(Q, ..., Q) (one `project` call) and its decomposition by Jennrich and/or the
-     tensor power method, each polished by ALS; the lowest relative residual on T_P wins;
-  3. factors a_j = Q b_j lifted back and refined on the full operator (`refine_iter`).
-Every `contract`/`project` call on the operator is counted in diagnostics["passes"].
+  1. a basis Q of span{a_j}: whitening by a PSD second moment if one is given and usable (k columns), the
+     block power range finder on the operator otherwise (k + image_oversample columns; the identity when
+     d = k); for method="power", the span of the factors found by the robust tensor power method run
+     implicitly on the operator;
+  2. the image T(I, Q, ..., Q) (one call) and, from it, the projected tensor T_P = T(Q, ..., Q), decomposed by
+     Jennrich and/or the tensor power method, each polished by ALS; the lowest relative residual on T_P wins;
+  3. factors lifted out of the image (one ALS step of the full first mode, `nnlift.tensor.image`) and refined
+     on the full operator (`refine_iter`).
+Every `contract`/`contract_image`/`project` call on the operator is counted in diagnostics["passes"].
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from ._multilinear import (
     symmetrize,
 )
 from .als import symmetric_als
+from .image import fit_weights_on_image, image_model, lift_factors, subspace_capture, subspace_image
 from .jennrich import jennrich_cp
 from .operator import DenseSymmetricTensor, as_operator
 from .power import tensor_power_method
@@ -67,6 +70,10 @@ class _CountedOperator:
     def project(self, Q: np.ndarray) -> np.ndarray:
         return self._checked(self.op.project(Q), (Q.shape[1],) * self.order, "project")
 
+    def contract_image(self, Q: np.ndarray) -> np.ndarray:
+        return self._checked(subspace_image(self.op, Q), (self.dim,) + (Q.shape[1],) * (self.order - 1),
+                             "contract_image")
+
     def _checked(self, out, shape: tuple, name: str) -> np.ndarray:
         self.passes += 1
         out = np.asarray(out, dtype=np.float64)
@@ -79,55 +86,50 @@ class _CountedOperator:
 
 def cp_symmetric(T, rank: int, method: str = "auto", random_state=None, *, second_moment=None,
                  n_restarts: int = 10, n_iter: int = 100, tol: float = 1e-10, oversample: int = 10,
-                 subspace_iter: int = 4, refine_iter: int = 10, verbose: int = 0) -> CPResult:
+                 subspace_iter: int = 4, image_oversample: int = 5, refine_iter: int = 10,
+                 verbose: int = 0) -> CPResult:
     """Rank-`rank` symmetric CP of T, a dense (d,)*m array (m in {3, 4}) or a `SymmetricOperator`.
 
     method: "auto" (Jennrich and power method on the projected tensor, each polished by ALS, lowest residual
     wins; when the range finder's gap s_k/s_{k+1} is below FALLBACK_GAP the basis comes from the implicit power
     method with at most FALLBACK_POWER_ITER iterations per start instead, unless that would take more than
     FALLBACK_MAX_PASSES passes), "jennrich", "als" (ALS from `n_restarts` random starts), or "power" (robust
-    tensor power method run implicitly on the operator with deflation, `n_restarts` starts and up to 2 * `n_iter`
-    calls per component).
+    tensor power method run implicitly on the operator with deflation, `n_restarts` starts and up to
+    2 * `n_iter` calls per component).
     second_moment: optional PSD M2 = sum_j w_j a_j a_j^T; used to whiten when it is numerically PSD of rank
     `rank`, ignored otherwise (diagnostics["whitening"] says which).
     n_iter bounds power iterations and ALS sweeps; tol is their stopping tolerance and refinement's; oversample
-    and subspace_iter set the range finder's extra probes and contract calls; refine_iter the refinement updates
-    on the full operator (each one contract call, plus one to fit the final weights).
+    and subspace_iter set the range finder's extra probes and contract calls; image_oversample the basis
+    vectors kept beyond `rank` for the image T(I, Q, ..., Q) (one call; the projected tensor is Q^T times it);
+    refine_iter the refinement updates on the full operator (each one contract call, plus one to fit the final
+    weights). The fewest passes: subspace_iter=1, refine_iter=0 reads T twice (sketch, image), and the factors
+    lifted out of the image keep most of the accuracy (see `nnlift.tensor.image`).
     Same random_state, same result.
 
     diagnostics: "method" (as asked), "decomposer" (the small-tensor decomposer whose fit was kept),
     "candidate_residuals" (each decomposer's relative residual on T_P after ALS), "subspace" ("range_finder",
     "whitening", "identity" when d = rank, or "power_factors"), "whitening" (None, "used" or "rejected: why"),
     "subspace_singular_values" and "subspace_gap" s_k / s_{k+1} (range finder, or |eigenvalues| of M2 when
-    whitening; None otherwise), "residual" ||T_P - sum_j lambda_j (Q^T a_j)^{⊗m}|| / ||T_P|| for the final
-    factors, "iterations" per stage, "passes" (contract + project calls on T).
+    whitening; None otherwise), "lift" (relative residuals of the image for the subspace factors and the lifted
+    ones, and which were kept), "subspace_capture" ||Q^T a_j|| of the kept factors, "residual"
+    ||T_P - sum_j lambda_j (Q^T a_j)^{⊗m}|| / ||T_P|| for the final factors, "iterations" per stage, "passes"
+    (contract, image and project calls on T).
     """
     op = _CountedOperator(as_operator(T))
-    _check_params(op.dim, rank, method, n_restarts, n_iter, tol, oversample, subspace_iter, refine_iter)
+    _check_params(op.dim, rank, method, n_restarts, n_iter, tol, oversample, subspace_iter, refine_iter,
+                  image_oversample)
     rng = np.random.default_rng(random_state)
     diagnostics = {"method": method, "order": op.order, "whitening": None, "subspace_singular_values": None,
                    "subspace_gap": None, "iterations": {}}
     whitening = _whitening(second_moment, rank, op.dim, diagnostics)
-    Q, power_factors = _basis(op, rank, method, rng, whitening, diagnostics, n_restarts=n_restarts,
-                              n_iter=n_iter, tol=tol, oversample=oversample, subspace_iter=subspace_iter)
+    settings = {"n_restarts": n_restarts, "n_iter": n_iter, "tol": tol}
+    Q, power_factors = _basis(op, rank, method, rng, whitening, diagnostics, oversample=oversample,
+                              subspace_iter=subspace_iter, image_oversample=image_oversample, **settings)
     _log(verbose, f"subspace: {diagnostics['subspace']}, gap {diagnostics['subspace_gap']}, {op.passes} passes")
+    weights, factors, projected = _fit_in_subspace(op, Q, rank, method, rng, whitening, power_factors,
+                                                   diagnostics, **settings)
+    _log(verbose, f"lift: {diagnostics['lift']['kept']}, {op.passes} passes")
 
-    projected = symmetrize(op.project(Q))
-    if not np.any(projected):
-        raise ValueError("the tensor is zero on the estimated subspace, so there is nothing to decompose; "
-                         "check that the tensor (or the data behind the operator) is not identically zero")
-    if power_factors is not None:
-        coefficients = Q.T @ power_factors
-        candidates = {"power": (fit_weights(coefficients, contract_dense(projected, coefficients), op.order)[0],
-                                coefficients)}
-    else:
-        scales = None if whitening is None else whitening.scales
-        candidates = _small_candidates(projected, rank, method, rng, scales, n_restarts, n_iter, tol)
-    weights, coefficients, decomposer = _polish(projected, candidates, n_iter, tol, diagnostics)
-    diagnostics["decomposer"] = decomposer
-    _log(verbose, f"projected fit: {decomposer}, residual {diagnostics['candidate_residuals'][decomposer]:.3g}")
-
-    factors = Q @ coefficients
     if refine_iter > 0:
         weights, factors, calls = refine_on_operator(op, factors, n_iter=refine_iter, tol=tol)
         diagnostics["iterations"]["refine"] = calls
@@ -138,9 +140,42 @@ def cp_symmetric(T, rank: int, method: str = "auto", random_state=None, *, secon
     return CPResult(weights, factors, diagnostics)
 
 
-def _basis(op, rank, method, rng, whitening, diagnostics, *, n_restarts, n_iter, tol, oversample, subspace_iter
-           ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Orthonormal basis Q (d, rank) of the estimated span{a_j}, and the power method's factors if it ran."""
+def _fit_in_subspace(op, Q, rank, method, rng, whitening, power_factors, diagnostics, *, n_restarts, n_iter, tol
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(weights, unit factors in R^d, projected tensor T(Q, ..., Q)) from one image call T(I, Q, ..., Q).
+
+    The factors are decomposed in T_P = Q^T image and lifted out of the image; whichever of the subspace and
+    the lifted factors fits the image better is kept (diagnostics["lift"]).
+    """
+    image = op.contract_image(Q)
+    projected = symmetrize(np.tensordot(Q, image, axes=(0, 0)))
+    if not np.any(projected):
+        raise ValueError("the tensor is zero on the estimated subspace, so there is nothing to decompose; "
+                         "check that the tensor (or the data behind the operator) is not identically zero")
+    if power_factors is not None:
+        coefficients = Q.T @ power_factors
+        candidates = {"power": (fit_weights(coefficients, contract_dense(projected, coefficients), op.order)[0],
+                                coefficients)}
+    else:
+        scales = None if whitening is None else whitening.scales
+        candidates = _small_candidates(projected, rank, method, rng, scales, n_restarts, n_iter, tol)
+    _, coefficients, diagnostics["decomposer"] = _polish(projected, candidates, n_iter, tol, diagnostics)
+    choices = {"subspace": normalize_columns(Q @ coefficients), "lifted": lift_factors(image, Q, coefficients)}
+    fits = {name: fit_weights_on_image(image, Q, factors) for name, factors in choices.items()}
+    norm = np.linalg.norm(image)
+    residuals = {name: float(np.linalg.norm(image - image_model(Q, fits[name], choices[name], op.order)) / norm)
+                 for name in choices}
+    kept = min(residuals, key=residuals.get)
+    diagnostics["lift"] = {"residual_subspace": residuals["subspace"], "residual_lifted": residuals["lifted"],
+                           "kept": kept}
+    diagnostics["subspace_capture"] = subspace_capture(Q, choices[kept])
+    return fits[kept], choices[kept], projected
+
+
+def _basis(op, rank, method, rng, whitening, diagnostics, *, n_restarts, n_iter, tol, oversample, subspace_iter,
+           image_oversample) -> tuple[np.ndarray, np.ndarray | None]:
+    """Orthonormal basis Q (d, r) of the estimated span{a_j} (r = rank, or rank + image_oversample for the range
+    finder), and the power method's factors if it ran."""
     power_factors = None
     if whitening is not None:
         Q, diagnostics["subspace"] = whitening.basis, "whitening"
@@ -152,7 +187,9 @@ def _basis(op, rank, method, rng, whitening, diagnostics, *, n_restarts, n_iter,
     elif op.dim == rank:
         Q, diagnostics["subspace"] = np.eye(rank), "identity"
     else:
-        Q, singular_values = range_finder(op, rank, rng, oversample=oversample, n_iter=subspace_iter)
+        width = min(op.dim, rank + image_oversample)
+        Q, singular_values = range_finder(op, width, rng, oversample=max(0, oversample - (width - rank)),
+                                          n_iter=subspace_iter)
         diagnostics["iterations"]["subspace"] = subspace_iter
         diagnostics["subspace"] = "range_finder"
         _record_spectrum(diagnostics, singular_values, rank)
@@ -162,8 +199,9 @@ def _basis(op, rank, method, rng, whitening, diagnostics, *, n_restarts, n_iter,
                                        f"{fallback_passes} passes > {FALLBACK_MAX_PASSES}, use method='power')")
         elif method == "auto" and diagnostics["subspace_gap"] < FALLBACK_GAP:
             # The block range finder sees each component through <a_j, v>^2 of unit probes spread over d
-            # dimensions; at low signal-to-noise its rank-k gap vanishes while the power method, whose iterate
-            # aligns with one a_j and sees the full lambda_j, still recovers it (measured at d=100, k=10).
+            # dimensions; at low signal-to-noise its rank-k gap vanishes and its basis misses components (which
+            # the lift cannot restore), while the power method, whose iterate aligns with one a_j and sees the
+            # full lambda_j, still recovers them (measured at d=100, k=10).
             _, power_factors, calls = tensor_power_method(op, rank, rng, n_restarts=n_restarts,
                                                           n_iter=min(n_iter, FALLBACK_POWER_ITER), tol=tol)
             diagnostics["iterations"]["power"] = calls
@@ -244,14 +282,16 @@ def _record_spectrum(diagnostics, values, rank) -> None:
         diagnostics["subspace_gap"] = float(values[rank - 1] / values[rank]) if values[rank] > 0 else np.inf
 
 
-def _check_params(dim, rank, method, n_restarts, n_iter, tol, oversample, subspace_iter, refine_iter) -> None:
+def _check_params(dim, rank, method, n_restarts, n_iter, tol, oversample, subspace_iter, refine_iter,
+                  image_oversample) -> None:
     if not isinstance(rank, int | np.integer) or not 1 <= rank <= dim:
         raise ValueError(f"rank must be an integer between 1 and the dimension d={dim}, got {rank!r}; this "
                          "decomposition recovers at most d linearly independent components")
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     counts = {"n_restarts": (n_restarts, 1), "n_iter": (n_iter, 1), "oversample": (oversample, 0),
-              "subspace_iter": (subspace_iter, 1), "refine_iter": (refine_iter, 0)}
+              "subspace_iter": (subspace_iter, 1), "refine_iter": (refine_iter, 0),
+              "image_oversample": (image_oversample, 0)}
     for name, (value, low) in counts.items():
         if not isinstance(value, int | np.integer) or value < low:
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")

@@ -1,7 +1,8 @@
 """The symmetric operator protocol the decomposers consume, and its dense implementation.
 
 An operator stands for a symmetric tensor T of order m in d dimensions that is never formed: it answers
-`contract(V)` = [T(I, v_i, ..., v_i)]_i and `project(Q)` = T(Q, ..., Q). For a data-side moment each call is
+`contract(V)` = [T(I, v_i, ..., v_i)]_i and `project(Q)` = T(Q, ..., Q), and optionally `contract_image(Q)` =
+T(I, Q, ..., Q) (otherwise read through `contract`, see `nnlift.tensor.image`). For a data-side moment each call is
 one pass over the rows, which is why the decomposers count and batch them.
 """
 
@@ -12,6 +13,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from ._multilinear import contract_dense, project_dense
+from .image import image_dense
 
 __all__ = ["SymmetricOperator", "DenseSymmetricTensor", "as_operator"]
 
@@ -66,6 +68,10 @@ class DenseSymmetricTensor:
 
     def project(self, Q: np.ndarray) -> np.ndarray:
         return project_dense(self.array, _check_matrix(Q, self.dim, "project"))
+
+    def contract_image(self, Q: np.ndarray) -> np.ndarray:
+        """T(I, Q, ..., Q): shape (d,) + (k,)*(m-1)."""
+        return image_dense(self.array, _check_matrix(Q, self.dim, "contract_image"))
 
 
 def as_operator(T) -> SymmetricOperator:
