@@ -35,6 +35,20 @@ def test_fit_then_predict_round_trip(tmp_path):
     assert np.mean((predictions - t.y_test) ** 2) < 1.5 * t.noise_var
 
 
+def test_fit_two_pass_flag(tmp_path, monkeypatch):
+    import nnlift.lift.first_layer as first_layer
+
+    seen = []
+    original = first_layer.resolve_cp_options
+    monkeypatch.setattr(first_layer, "resolve_cp_options", lambda options: seen.append(options) or original(options))
+    t = make_teacher(20_000, 6, 2, "tanh", weight_scale=2.0, random_state=1)
+    _write_csv(tmp_path / "train.csv", t.X, t.y)
+    result = runner.invoke(app, ["fit", str(tmp_path / "train.csv"), "--target", "y", "--hidden", "2", "--two-pass",
+                                 "--activation", "tanh", "--out", str(tmp_path / "m.npz"), "--verbose", "0"])
+    assert result.exit_code == 0, result.output
+    assert seen == ["two_pass"]
+
+
 def test_fit_names_a_missing_target_column(tmp_path):
     _write_csv(tmp_path / "d.csv", np.zeros((5, 2)), np.zeros(5))
     result = runner.invoke(app, ["fit", str(tmp_path / "d.csv"), "--target", "price", "--hidden", "1"])

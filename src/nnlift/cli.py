@@ -65,6 +65,8 @@ def fit(data: Path = typer.Argument(..., exists=True, dir_okay=False, help="CSV 
         activation: str = typer.Option("sigmoid"), finetune: bool = typer.Option(True),
         score: str = typer.Option("gaussian", help="score function of the input density: gaussian, mixture, "
                                   "learned, student_t, laplace, uniform or multivariate_t"),
+        two_pass: bool = typer.Option(False, help="fit the first layer in two passes over the rows (sketch, "
+                                      "image) instead of the default eight"),
         seed: int = typer.Option(0), verbose: int = typer.Option(1)) -> None:
     """Fit NN-LIFT on DATA and save the network."""
     from .lift import LiftClassifier, LiftRegressor
@@ -81,7 +83,7 @@ def fit(data: Path = typer.Argument(..., exists=True, dir_okay=False, help="CSV 
 
     _names(score, SCORE_NAMES, "--score")
     model = estimator_cls(hidden, activation=activation, finetune=finetune, score_function=score, random_state=seed,
-                          verbose=verbose)
+                          verbose=verbose, cp_options="two_pass" if two_pass else None)
     model.fit(X, y)
     path = save_model(out, model, names, target)
     for message in model.diagnostics_["warnings"]:

@@ -155,10 +155,12 @@ def test_out_of_core_inputs_give_the_in_memory_model(tanh_teacher, tmp_path):
 
 def test_two_pass_first_layer(tanh_teacher):
     t = tanh_teacher
-    two_pass = {"subspace_iter": 1, "refine_iter": 0, "oversample": 40}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NNLiftWarning)
-        model = LiftRegressor(3, activation="tanh", finetune=False, random_state=0, cp_options=two_pass)
+        model = LiftRegressor(3, activation="tanh", finetune=False, random_state=0, cp_options="two_pass")
         model.fit(t.X, t.y)
     assert model.diagnostics_["moment_passes"] == 2
+    assert model.diagnostics_["lift"]["kept"] == "lifted"
     assert weight_recovery(t.first_layer, model.first_layer_).min > 0.95
+    with pytest.raises(ValueError, match="'two_pass'"):
+        LiftRegressor(3, cp_options="three_pass").fit(t.X, t.y)

@@ -28,7 +28,7 @@ from .._backend import is_out_of_core, take_rows
 from .._training import TwoLayerParams, predict_two_layer, train_two_layer
 from ..activations import get_activation
 from ..scores import get_score
-from .first_layer import choose_order, estimate_first_layer
+from .first_layer import choose_order, estimate_first_layer, resolve_cp_options
 from .fourier import fourier_scale_bias
 from .output_layer import fit_output_logistic, fit_output_ridge_streaming, hidden_features
 from .scale_bias import fit_scale_bias
@@ -85,6 +85,7 @@ class _LiftBase(BaseEstimator):
             raise ValueError(f"order must be 'auto', 3, 4 or (3, 4), got {self.order!r}")
         if self.scale_bias not in ("least_squares", "fourier"):
             raise ValueError(f"scale_bias must be 'least_squares' or 'fourier', got {self.scale_bias!r}")
+        resolve_cp_options(self.cp_options)
         if n < 2 * d + 2:
             raise ValueError(
                 f"n_samples={n} is too few for a moment of order {order} in d={d} dimensions: the score needs "
@@ -187,8 +188,8 @@ class LiftRegressor(RegressorMixin, _LiftBase):
     `finetune_alpha` / 2 (||W||^2 + ||c||^2) (the backprop baselines' `alpha`); `alpha` the ridge
     penalty of the output layer; `scale_bias` "least_squares" or "fourier"; `random_state` seeds every choice;
     `client` a `distributed.Client` whose cluster computes the moment passes (X may then be a Dask array);
-    `cp_options` keyword arguments for `nnlift.tensor.cp_symmetric` (e.g. {"subspace_iter": 1, "refine_iter": 0,
-    "oversample": 40} for the two-pass first layer; see BENCHMARKS.md for what it costs in recovery).
+    `cp_options` keyword arguments for `nnlift.tensor.cp_symmetric`, or "two_pass" for the two-pass first layer
+    (`nnlift.tensor.TWO_PASS`: one sketch pass, one image pass; see BENCHMARKS.md for what it costs in recovery).
     Fitted: `initial_params_` (the NN-LIFT start, before fine-tuning), `first_layer_` (d, k), `bias_`, `coef_`,
     `intercept_`, `n_iter_` (fine-tune iterations), `diagnostics_` (order, passes over the data, subspace
     singular values and gap, tensor residual, component weights and standard errors, samples needed, the

@@ -14,12 +14,26 @@ import numpy as np
 
 from ..activations import gaussian_derivative_expectation
 from ..moments import make_moment
-from ..tensor import cp_symmetric
+from ..tensor import TWO_PASS, cp_symmetric
 
-__all__ = ["FirstLayerEstimate", "choose_order", "estimate_first_layer", "required_samples"]
+__all__ = ["FirstLayerEstimate", "choose_order", "estimate_first_layer", "required_samples", "resolve_cp_options"]
 
 _REL_STDERR = 0.1
 _MAX_OVERLAP = 0.95
+
+
+def resolve_cp_options(cp_options) -> dict:
+    """`cp_symmetric` keyword arguments from None, a dict, or the name "two_pass" (`nnlift.tensor.TWO_PASS`)."""
+    if cp_options is None:
+        return {}
+    if isinstance(cp_options, str):
+        if cp_options != "two_pass":
+            raise ValueError(f"cp_options must be a dict of cp_symmetric arguments or 'two_pass', got {cp_options!r}")
+        return dict(TWO_PASS)
+    if not isinstance(cp_options, dict):
+        raise ValueError(f"cp_options must be a dict of cp_symmetric arguments or 'two_pass', got "
+                         f"{type(cp_options).__name__}")
+    return dict(cp_options)
 
 
 def choose_order(activation) -> int | tuple[int, int]:
@@ -60,13 +74,14 @@ class FirstLayerEstimate:
 
 
 def estimate_first_layer(X, y, n_hidden: int, order: int | tuple[int, ...], score, *, random_state=None,
-                         device=None, dtype=None, chunk_rows: int | None = None, cp_options: dict | None = None,
+                         device=None, dtype=None, chunk_rows: int | None = None, cp_options: dict | str | None = None,
                          client=None) -> FirstLayerEstimate:
     """Directions of the first layer from the rank-`n_hidden` symmetric CP of E[y · S_order(x)].
 
     X, y may be any row source `nnlift.moments.CrossMoment` streams (arrays, memmaps, torch tensors, Dask
     arrays); with a `distributed.Client` the passes run on its cluster. With a tuple of orders each moment is
-    decomposed and the components are pooled by `merge_components`.
+    decomposed and the components are pooled by `merge_components`. `cp_options`: keyword arguments for
+    `cp_symmetric`, or "two_pass" for `nnlift.tensor.TWO_PASS` (two passes over the rows per order).
     """
     if isinstance(order, tuple):
         estimates = [estimate_first_layer(X, y, n_hidden, m, score, random_state=random_state, device=device,
@@ -76,7 +91,7 @@ def estimate_first_layer(X, y, n_hidden: int, order: int | tuple[int, ...], scor
         return merge_components(estimates, n_hidden)
     kwargs = {} if chunk_rows is None else {"chunk_rows": chunk_rows}
     moment = make_moment(X, y, order=order, score=score, client=client, device=device, dtype=dtype, **kwargs)
-    cp = cp_symmetric(moment, n_hidden, random_state=random_state, **(cp_options or {}))
+    cp = cp_symmetric(moment, n_hidden, random_state=random_state, **resolve_cp_options(cp_options))
     weights, directions = cp
     row_norm_sq = moment.row_norm_sq(directions)
     stderr = np.sqrt(row_norm_sq / moment.n_samples)

@@ -200,7 +200,7 @@ class GaussianScore:
         U = self._z_times(X, mean, PQ)
         G = Q.T @ PQ
         products, expand = _distinct_products(U, order - 1)
-        lead = self._zt_times(X, mean, P, products.mul_(w[:, None]))[:, expand]
+        lead = self._zt_times(X, mean, P, products.mul_(w).T)[:, expand]
         k = Q.shape[1]
         if order == 3:
             weighted_z = P @ (X.T @ w - mean * w.sum())
@@ -278,17 +278,27 @@ def _squared_mahalanobis_sum(X, mean: np.ndarray, precision: np.ndarray, chunk_r
 
 
 def _distinct_products(U: torch.Tensor, degree: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-row products of `degree` entries of U (rows, k) over sorted index tuples only, and the index that
-    spreads them over all k**degree ordered tuples (C order)."""
+    """Products of `degree` columns of U (rows, k) over sorted index tuples in lexicographic order, as a
+    (tuples, rows) tensor, and the index that spreads the tuples over all k**degree ordered ones (C order).
+
+    Built row block by row block on U^T (contiguous rows of the output), which is several times faster than
+    gathering index columns: each tuple ending in index l is extended by the rows l, ..., k-1 at once.
+    """
     k = U.shape[1]
+    rows = U.T.contiguous()
+    products, last = rows, list(range(k))
+    for _ in range(degree - 1):
+        extended = torch.empty((sum(k - end for end in last), rows.shape[1]), dtype=U.dtype, device=U.device)
+        start, new_last = 0, []
+        for row, end in zip(products, last, strict=True):
+            torch.mul(row, rows[end:], out=extended[start:start + k - end])
+            start += k - end
+            new_last.extend(range(end, k))
+        products, last = extended, new_last
     tuples = list(itertools.combinations_with_replacement(range(k), degree))
     position = {index: i for i, index in enumerate(tuples)}
     expand = torch.tensor([position[tuple(sorted(index))] for index in itertools.product(range(k), repeat=degree)],
                           device=U.device)
-    columns = torch.tensor(tuples, device=U.device).T
-    products = U[:, columns[0]]
-    for column in columns[1:]:
-        products = products * U[:, column]
     return products, expand
 
 

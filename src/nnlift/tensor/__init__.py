@@ -5,7 +5,7 @@ as any object with the `SymmetricOperator` protocol (dim, order, contract, proje
 """
 
 from .als import symmetric_als
-from .cp import METHODS, CPResult, cp_symmetric
+from .cp import METHODS, TWO_PASS, CPResult, cp_symmetric
 from .jennrich import jennrich_cp
 from .operator import DenseSymmetricTensor, SymmetricOperator, as_operator
 from .power import tensor_power_method
@@ -16,6 +16,7 @@ __all__ = [
     "cp_symmetric",
     "CPResult",
     "METHODS",
+    "TWO_PASS",
     "SymmetricOperator",
     "DenseSymmetricTensor",
     "as_operator",

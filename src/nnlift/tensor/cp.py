@@ -35,12 +35,13 @@ from .power import tensor_power_method
 from .refine import refine_on_operator
 from .subspace import NotWhitenableError, range_finder, whiten
 
-__all__ = ["cp_symmetric", "CPResult", "METHODS"]
+__all__ = ["cp_symmetric", "CPResult", "METHODS", "TWO_PASS"]
 
 METHODS = ("auto", "power", "jennrich", "als")
 FALLBACK_GAP = 1.1
 FALLBACK_POWER_ITER = 10
 FALLBACK_MAX_PASSES = 400
+TWO_PASS = {"subspace_iter": 1, "refine_iter": 0, "oversample": 40, "fallback": False}
 
 
 @dataclass
@@ -86,7 +87,7 @@ class _CountedOperator:
 
 def cp_symmetric(T, rank: int, method: str = "auto", random_state=None, *, second_moment=None,
                  n_restarts: int = 10, n_iter: int = 100, tol: float = 1e-10, oversample: int = 10,
-                 subspace_iter: int = 4, image_oversample: int = 5, refine_iter: int = 10,
+                 subspace_iter: int = 4, image_oversample: int = 5, refine_iter: int = 2, fallback: bool = True,
                  verbose: int = 0) -> CPResult:
     """Rank-`rank` symmetric CP of T, a dense (d,)*m array (m in {3, 4}) or a `SymmetricOperator`.
 
@@ -102,8 +103,8 @@ def cp_symmetric(T, rank: int, method: str = "auto", random_state=None, *, secon
     and subspace_iter set the range finder's extra probes and contract calls; image_oversample the basis
     vectors kept beyond `rank` for the image T(I, Q, ..., Q) (one call; the projected tensor is Q^T times it);
     refine_iter the refinement updates on the full operator (each one contract call, plus one to fit the final
-    weights). The fewest passes: subspace_iter=1, refine_iter=0 reads T twice (sketch, image), and the factors
-    lifted out of the image keep most of the accuracy (see `nnlift.tensor.image`).
+    weights). The fewest passes: `TWO_PASS` (subspace_iter=1, refine_iter=0, no fallback) reads T twice
+    (sketch, image), and the factors lifted out of the image keep most of the accuracy (`nnlift.tensor.image`).
     Same random_state, same result.
 
     diagnostics: "method" (as asked), "decomposer" (the small-tensor decomposer whose fit was kept),
@@ -124,7 +125,8 @@ def cp_symmetric(T, rank: int, method: str = "auto", random_state=None, *, secon
     whitening = _whitening(second_moment, rank, op.dim, diagnostics)
     settings = {"n_restarts": n_restarts, "n_iter": n_iter, "tol": tol}
     Q, power_factors = _basis(op, rank, method, rng, whitening, diagnostics, oversample=oversample,
-                              subspace_iter=subspace_iter, image_oversample=image_oversample, **settings)
+                              subspace_iter=subspace_iter, image_oversample=image_oversample,
+                              fallback=fallback and method == "auto", **settings)
     _log(verbose, f"subspace: {diagnostics['subspace']}, gap {diagnostics['subspace_gap']}, {op.passes} passes")
     weights, factors, projected = _fit_in_subspace(op, Q, rank, method, rng, whitening, power_factors,
                                                    diagnostics, **settings)
@@ -173,7 +175,7 @@ def _fit_in_subspace(op, Q, rank, method, rng, whitening, power_factors, diagnos
 
 
 def _basis(op, rank, method, rng, whitening, diagnostics, *, n_restarts, n_iter, tol, oversample, subspace_iter,
-           image_oversample) -> tuple[np.ndarray, np.ndarray | None]:
+           image_oversample, fallback) -> tuple[np.ndarray, np.ndarray | None]:
     """Orthonormal basis Q (d, r) of the estimated span{a_j} (r = rank, or rank + image_oversample for the range
     finder), and the power method's factors if it ran."""
     power_factors = None
@@ -194,10 +196,10 @@ def _basis(op, rank, method, rng, whitening, diagnostics, *, n_restarts, n_iter,
         diagnostics["subspace"] = "range_finder"
         _record_spectrum(diagnostics, singular_values, rank)
         fallback_passes = rank * 2 * min(n_iter, FALLBACK_POWER_ITER)
-        if method == "auto" and diagnostics["subspace_gap"] < FALLBACK_GAP and fallback_passes > FALLBACK_MAX_PASSES:
+        if fallback and diagnostics["subspace_gap"] < FALLBACK_GAP and fallback_passes > FALLBACK_MAX_PASSES:
             diagnostics["subspace"] = (f"range_finder (gap below {FALLBACK_GAP}; power-method fallback skipped: about "
                                        f"{fallback_passes} passes > {FALLBACK_MAX_PASSES}, use method='power')")
-        elif method == "auto" and diagnostics["subspace_gap"] < FALLBACK_GAP:
+        elif fallback and diagnostics["subspace_gap"] < FALLBACK_GAP:
             # The block range finder sees each component through <a_j, v>^2 of unit probes spread over d
             # dimensions; at low signal-to-noise its rank-k gap vanishes and its basis misses components (which
             # the lift cannot restore), while the power method, whose iterate aligns with one a_j and sees the
