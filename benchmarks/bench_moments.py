@@ -17,7 +17,10 @@ row conversion alone (`_chunks`: slicing + `to_tensor` copies + the mean subtrac
 kernel alone on pre-converted chunks. The score is fitted directly (mean_, precision_ from one X.T@X pass) so
 that building the operator at d=500 does not pay GaussianScore.fit (until 312f621 its Mardia test was a
 three-operand einsum, ~99 s at n=2e5, d=500); the Mardia step is timed separately per chunk
-(`score_fit_per_chunk` in the JSON). `_lean_kernels` is a measured proposal for moments.py, not library code.
+(`score_fit_per_chunk` in the JSON). The Gaussian score streams both statistics (`GaussianScore.streamed_chunk`:
+per chunk only the products by X, the elementwise products and a column sum; the probe-independent sums come
+from the construction pass and P is applied once to the pass total), and the kernel column times exactly that
+per-chunk work (`moments.chunk_sums`).
 
 scaling / large: the full `estimate_first_layer` (CrossMoment + cp_symmetric defaults + row_norm_sq) on a
 planted tanh teacher, X and y written chunk by chunk to .npy files under --tmp and read back with
@@ -90,7 +93,7 @@ def _time_contract_config(n, d, m, dtype_name, repeats, chunk_rows, rng):
     import numpy as np
     import torch
 
-    from nnlift.moments import CrossMoment
+    from nnlift.moments import CrossMoment, chunk_sums, finish_sums
 
     np_dtype = np.float64 if dtype_name == "float64" else np.float32
     X = rng.standard_normal((n, d)).astype(np_dtype)
@@ -130,17 +133,13 @@ def _time_contract_config(n, d, m, dtype_name, repeats, chunk_rows, rng):
         def run():
             total = None
             for c, w in chunks:
-                part = (score.contract_pairs_chunk(c, w, probes[0], probes[1]) if statistic == "pairs"
-                        else score.contract_chunk(c, w, probes[0], 3))
+                part = chunk_sums(score, statistic, c, w, probes, 3)
                 total = part if total is None else total + part
             return total
         return run
 
-    lean_pairs, lean_contract = _lean_kernels(X, y, score, chunk_rows, tdt)
     calls = {
         "pairs": lambda: moment.contract_pairs(U, W),
-        "pairs_lean": lambda: lean_pairs(U, W),
-        "contract_lean": lambda: lean_contract(U),
         "pairs_base": base_pairs,
         "pairs_kernel": kernel("pairs"),
         "contract": lambda: moment.contract(U),
@@ -149,14 +148,13 @@ def _time_contract_config(n, d, m, dtype_name, repeats, chunk_rows, rng):
         "io": io_only,
     }
     # guard: the kernel timed alone computes what the library returns (same chunks, same score)
-    lib, ker = calls["pairs"](), calls["pairs_kernel"]().to(torch.float64).numpy() / n
     tol = 1e-8 if dtype_name == "float64" else 1e-3
-    for name, other in (("kernel", ker), ("lean pairs", lean_pairs(U, W))):
-        if not np.allclose(lib, other, rtol=tol, atol=tol * np.abs(lib).max()):
-            raise AssertionError(f"{name} and library disagree at d={d}, m={m}, {dtype_name}")
-    lib_c = moment.contract(U)
-    if not np.allclose(lib_c, lean_contract(U), rtol=tol, atol=tol * np.abs(lib_c).max()):
-        raise AssertionError(f"lean contract and library disagree at d={d}, m={m}, {dtype_name}")
+    for statistic, probes in (("pairs", [U, W]), ("contract", [U])):
+        lib = moment.contract_pairs(U, W) if statistic == "pairs" else moment.contract(U)
+        total = calls[f"{statistic}_kernel"]().to(torch.float64).numpy()
+        ker = finish_sums(score, statistic, total, probes, 3, moment.weighted_x, moment.weight_sum) / n
+        if not np.allclose(lib.reshape(-1), ker, rtol=tol, atol=tol * np.abs(lib).max()):
+            raise AssertionError(f"{statistic} kernel and library disagree at d={d}, m={m}, {dtype_name}")
     for fn in calls.values():          # warm-up
         fn()
     times = {name: [] for name in calls}
@@ -169,78 +167,8 @@ def _time_contract_config(n, d, m, dtype_name, repeats, chunk_rows, rng):
     row = {"n": n, "d": d, "m": m, "dtype": dtype_name, "chunk_rows": chunk_rows, "repeats": repeats,
            "seconds": med, "all_seconds": times,
            "ratio_pairs": med["pairs"] / med["pairs_base"], "ratio_contract": med["contract"] / med["contract_base"],
-           "ratio_pairs_lean": med["pairs_lean"] / med["pairs_base"],
-           "ratio_contract_lean": med["contract_lean"] / med["contract_base"],
            "gflops_base_pairs": 6.0 * n * d * m / med["pairs_base"] / 1e9}
     return row, (moment, U, W)
-
-
-def _lean_kernels(X, y, score, chunk_rows, tdt):
-    """A prototype of the same statistics with the overheads the profile shows removed (a proposal for moments.py).
-
-    * rows: `torch.from_numpy` on the chunk (zero-copy) when X already has the working dtype, else `copy_` into
-      one buffer allocated once (no per-chunk allocation: 65 MB chunks are above glibc's 32 MiB mmap threshold,
-      so every fresh chunk is page-faulted in);
-    * probe-independent sums, r = sum_r w_r (x_r - mean) and hence sum_r w_r z_r = P r, computed once (at
-      construction, i.e. in the pass that already reads y); this drops the torch.cat of a w column, the m+1-th
-      column of the X^T product and the two w @ Z GEMVs;
-    * P @ U, P @ W and the mean terms once per call, not per chunk; the mean folded into the GEMM by addmm;
-      elementwise products in place; P applied once to the accumulated d x m sum, not per chunk.
-    Per chunk this leaves the three (two) products, two in-place multiplies and one column sum.
-    """
-    import numpy as np
-    import torch
-
-    n, d = X.shape
-    mean = torch.as_tensor(score.mean_, dtype=tdt)
-    P = torch.as_tensor(score.precision_, dtype=tdt)
-    zero_copy = X.dtype == (np.float64 if tdt == torch.float64 else np.float32) and X.flags.c_contiguous
-    buffer = None if zero_copy else torch.empty((min(chunk_rows, n), d), dtype=tdt)
-    w_all = torch.from_numpy(np.asarray(y, dtype=np.float64) - float(np.mean(y))).to(tdt)
-    r = torch.zeros(d, dtype=torch.float64)
-    for s in range(0, n, chunk_rows):        # once per operator (the construction pass), not per call
-        r += torch.from_numpy(np.asarray(X[s:s + chunk_rows], dtype=np.float64)).T @ w_all[s:s + chunk_rows].double()
-    r = (r - mean.double() * w_all.double().sum()).to(tdt)
-
-    def rows():
-        for s in range(0, n, chunk_rows):
-            chunk = X[s:s + chunk_rows]
-            if zero_copy:
-                Xc = torch.from_numpy(chunk)
-            else:
-                Xc = buffer[:chunk.shape[0]]
-                Xc.copy_(torch.from_numpy(chunk))
-            yield Xc, w_all[s:s + chunk_rows]
-
-    def pairs(U, W):
-        U, W = torch.as_tensor(U, dtype=tdt), torch.as_tensor(W, dtype=tdt)
-        PU, PW = P @ U, P @ W
-        bu, bw = -(mean @ PU), -(mean @ PW)
-        acc, colsum = torch.zeros(d, U.shape[1], dtype=tdt), torch.zeros(U.shape[1], dtype=tdt)
-        for Xc, w in rows():
-            A = torch.addmm(bu, Xc, PU)
-            A.mul_(torch.addmm(bw, Xc, PW)).mul_(w[:, None])
-            acc.addmm_(Xc.T, A)
-            colsum += A.sum(dim=0)
-        zt = P @ (acc - torch.outer(mean, colsum))
-        out = zt - (P @ r)[:, None] * (U * PW).sum(dim=0) - PU * (r @ PW) - PW * (r @ PU)
-        return (out / n).double().numpy()
-
-    def contract(V):
-        V = torch.as_tensor(V, dtype=tdt)
-        PV = P @ V
-        bv = -(mean @ PV)
-        acc, colsum = torch.zeros(d, V.shape[1], dtype=tdt), torch.zeros(V.shape[1], dtype=tdt)
-        for Xc, w in rows():
-            A = torch.addmm(bv, Xc, PV)
-            A.mul_(A).mul_(w[:, None])
-            acc.addmm_(Xc.T, A)
-            colsum += A.sum(dim=0)
-        zt = P @ (acc - torch.outer(mean, colsum))
-        out = zt - (P @ r)[:, None] * (V * PV).sum(dim=0) - 2.0 * PV * (r @ PV)
-        return (out / n).double().numpy()
-
-    return pairs, contract
 
 
 def _conversion_cost(d, dtype_name, chunk_rows, n_chunks=6):
@@ -341,9 +269,8 @@ def contract_part(args) -> dict:
                 rows.append(row)
                 s = row["seconds"]
                 print(f"{dtype_name} d={d} m={m}: pairs {s['pairs']:.3f} s / base {s['pairs_base']:.3f} s = "
-                      f"{row['ratio_pairs']:.2f} (lean {row['ratio_pairs_lean']:.2f}); contract "
-                      f"{s['contract']:.3f} / {s['contract_base']:.3f} = {row['ratio_contract']:.2f} "
-                      f"(lean {row['ratio_contract_lean']:.2f}); "
+                      f"{row['ratio_pairs']:.2f}; contract "
+                      f"{s['contract']:.3f} / {s['contract_base']:.3f} = {row['ratio_contract']:.2f}; "
                       f"io {s['io']:.3f}, kernel {s['pairs_kernel']:.3f}", flush=True)
                 if args.profile and (row["ratio_pairs"] > 1.3 or row["ratio_contract"] > 1.3):
                     call = _bound_pairs(moment, U, W)
@@ -364,13 +291,6 @@ def contract_part(args) -> dict:
         print(f"| {r['dtype']} | {r['d']} | {r['m']} | {s['pairs']:.3f} | {s['pairs_base']:.3f} | "
               f"{r['ratio_pairs']:.2f} | {s['contract']:.3f} | {s['contract_base']:.3f} | {r['ratio_contract']:.2f} | "
               f"{s['io']:.3f} | {s['pairs_kernel']:.3f} | {r['gflops_base_pairs']:.1f} |")
-    print("\n### the same statistics with the prototype lean kernel (`_lean_kernels`), same baseline\n")
-    print("| dtype | d | m | pairs lean (s) | ratio | contract lean (s) | ratio |")
-    print("|---|---|---|---|---|---|---|")
-    for r in rows:
-        s = r["seconds"]
-        print(f"| {r['dtype']} | {r['d']} | {r['m']} | {s['pairs_lean']:.3f} | {r['ratio_pairs_lean']:.2f} | "
-              f"{s['contract_lean']:.3f} | {r['ratio_contract_lean']:.2f} |")
     print(f"\n### row conversion per chunk of {args.chunk_rows} rows, X stored as float64 (ms)\n")
     print("| d | working dtype | chunk (MiB, f64) | to_tensor (library) | copy_ into reused buffer | zero-copy |")
     print("|---|---|---|---|---|---|")

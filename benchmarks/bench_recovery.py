@@ -125,8 +125,7 @@ def versus(args) -> dict:
 
 def passes(args) -> dict:
     """Passes over the data vs recovery of the tensor start (no fine-tuning) for three cp_symmetric settings."""
-    settings = {"default": {}, "two passes": {"subspace_iter": 1, "refine_iter": 0, "oversample": 40},
-                "six passes": {"subspace_iter": 2, "refine_iter": 2}}
+    settings = {"default": None, "two passes": "two_pass", "four passes": {"subspace_iter": 3, "refine_iter": 0}}
     teacher = _teacher(args, args.seeds)
     rows = {}
     for name, options in settings.items():

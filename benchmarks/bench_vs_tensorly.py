@@ -18,7 +18,8 @@ Same data for every method: `make_teacher(n, d, k, "tanh", weight_scale=1.5, noi
     its first factor matrix).
   Time = forming the tensor + the decomposition.
 * nnlift: `estimate_first_layer(X, y, k, 3, "gaussian", random_state=seed, device="cpu")` with its defaults:
-  score fit (incl. the Mardia test), range finder, projected CP, refinement on the operator, row_norm_sq;
+  score fit (incl. the Mardia test), range finder, image T(I, Q, Q) with the projected CP and the lift,
+  refinement on the operator, row_norm_sq; nnlift_two_pass: the same with cp_options="two_pass";
   nnlift_power: the same with cp_options={"method": "power", "n_restarts": 10, "n_iter": --power-iter} (the
   implicit robust power method with deflation, TensorLy's n_repeat=10, n_iteration=10 setting).
 * one-call einsum: the dense tensor formed with einsum("n,ni,nj,nk->ijk", optimize=True) per chunk, timed once
@@ -155,6 +156,8 @@ def main(argv=None) -> None:
     parser.add_argument("--power", action=argparse.BooleanOptionalAction, default=True,
                         help="also nnlift with cp_options method='power' (10 restarts x --power-iter iterations)")
     parser.add_argument("--power-iter", type=int, default=10)
+    parser.add_argument("--two-pass", action=argparse.BooleanOptionalAction, default=True,
+                        help="also nnlift with cp_options='two_pass' (one sketch pass, one image pass)")
     parser.add_argument("--naive-einsum", type=int, nargs="*", default=[50, 100],
                         help="d values at which to also time (once) the one-call einsum tensor formation")
     parser.add_argument("--out", default=None)
@@ -184,9 +187,12 @@ def main(argv=None) -> None:
     for d, k in zip(args.dims, args.ks, strict=True):
         teacher = make_teacher(args.n, d, k, "tanh", noise=0.05, weight_scale=args.weight_scale,
                                random_state=args.seed)
-        runs = {name: [] for name in ["nnlift", *(["nnlift_power"] if args.power else []), *args.methods]}
+        extra = [*(["nnlift_two_pass"] if args.two_pass else []), *(["nnlift_power"] if args.power else [])]
+        runs = {name: [] for name in ["nnlift", *extra, *args.methods]}
         for _ in range(args.repeats):                 # alternate, so load from other jobs falls on every method
             runs["nnlift"].append(run_nnlift(teacher, k, args.seed))
+            if args.two_pass:
+                runs["nnlift_two_pass"].append(run_nnlift(teacher, k, args.seed, "two_pass"))
             if args.power:
                 runs["nnlift_power"].append(run_nnlift(teacher, k, args.seed, {"method": "power", "n_restarts": 10,
                                                                                "n_iter": args.power_iter}))
@@ -208,7 +214,8 @@ def main(argv=None) -> None:
 
     print(f"\n### first-layer recovery: nnlift vs dense E[y·S3] + TensorLy (tanh, scale {args.weight_scale}, "
           f"n={args.n:,}, seed {args.seed}, threads={args.threads}, median of {args.repeats})\n")
-    names = ["nnlift", *(["nnlift_power"] if args.power else []), *args.methods]
+    names = ["nnlift", *(["nnlift_two_pass"] if args.two_pass else []), *(["nnlift_power"] if args.power else []),
+             *args.methods]
     head = " | ".join(f"{name} time (s) | {name} recovery" for name in names)
     print(f"| d | k | {head} | dense: form (s) | one-call einsum form (s, 1 run) | speed-up vs tl_power |")
     print("|---|---|" + "---|---|" * len(names) + "---|---|---|")

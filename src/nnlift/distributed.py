@@ -24,7 +24,7 @@ from ._backend import (
     resolve_dtype,
     suggest_smaller_chunks,
 )
-from .moments import CrossMoment, check_order, chunk_sums
+from .moments import CrossMoment, centred_sums, check_order, chunk_sums, finish_sums, statistic_size
 from .scores import get_score
 
 __all__ = ["DaskCrossMoment", "local_client"]
@@ -56,17 +56,6 @@ def _block_sums(X, y, score, *probes, statistic: str, order: int, y_mean: float,
     return total.to(torch.float64).cpu().numpy()[None]
 
 
-def _statistic_size(statistic: str, probes: list[np.ndarray], order: int) -> int:
-    """Length of the flattened statistic (see `chunk_sums`)."""
-    if statistic == "project":
-        return probes[0].shape[1] ** order
-    if statistic == "image":
-        return probes[0].shape[0] * probes[0].shape[1] ** (order - 1)
-    if statistic == "row_norm_sq":
-        return probes[0].shape[1]
-    return probes[0].size
-
-
 class DaskCrossMoment(CrossMoment):
     """`CrossMoment` whose passes are map-reduce tasks on the cluster behind `client`.
 
@@ -94,31 +83,33 @@ class DaskCrossMoment(CrossMoment):
         self.X, self.y = client.persist([source.X, source.y])
         self.source = DaskSource(self.X, self.y, scheduler=client)
         self.n_samples, self.dim = self.source.shape
-        self.y_mean = self._check_rows()
+        self.y_mean, self.weighted_x, self.weight_sum = self._check_rows()
         self.score = get_score(score)
         if not self.score.is_fitted:
             self.score.fit(self.source.features(), chunk_rows=self.chunk_rows)
         self._score = client.persist(dask.delayed(self.score))
         self.passes = 0
 
-    def _check_rows(self) -> float:
-        """On the cluster: every value finite, and the mean of y."""
+    def _check_rows(self) -> tuple[float, np.ndarray, float]:
+        """On the cluster: every value finite; the mean of y and the centred sums (see `CrossMoment._check_rows`)."""
         bad_X = ~da.isfinite(self.X).all(axis=1)
         bad_y = ~da.isfinite(self.y)
-        any_X, row_X, any_y, row_y, y_sum = self.client.compute(
-            [bad_X.any(), bad_X.argmax(), bad_y.any(), bad_y.argmax(), self.y.sum()], sync=True)
+        X64, y64 = self.X.astype(np.float64), self.y.astype(np.float64)
+        any_X, row_X, any_y, row_y, y_sum, x_sum, yx_sum = self.client.compute(
+            [bad_X.any(), bad_X.argmax(), bad_y.any(), bad_y.argmax(), y64.sum(), X64.sum(axis=0), y64 @ X64],
+            sync=True)
         bounds = np.cumsum((0,) + self.X.chunks[0])
         for name, bad, row in (("X", any_X, row_X), ("y", any_y, row_y)):
             if bad:
                 block = int(np.searchsorted(bounds, row, side="right")) - 1
                 raise ValueError(f"{name} contains NaN or inf at row {row} (in the chunk of rows {bounds[block]}-"
                                  f"{bounds[block + 1] - 1}); remove or impute such rows before fitting")
-        return float(y_sum) / self.n_samples
+        return centred_sums(y_sum, x_sum, yx_sum, self.n_samples)
 
     def _mean(self, statistic: str, probes: list[np.ndarray], rows: int | None = None) -> np.ndarray:
         """The mean of `chunk_sums` over all rows (one pass, counted) or the first `rows`, as one Dask reduction."""
         X, y = (self.X, self.y) if rows is None else (self.X[:rows], self.y[:rows])
-        size = _statistic_size(statistic, probes, self.order)
+        size = statistic_size(self.score, statistic, probes, self.order)
         map_step = partial(_block_sums, statistic=statistic, order=self.order, y_mean=self.y_mean, size=size,
                            chunk_rows=self.chunk_rows, device=self.device, dtype=self.dtype)
         probe_args = [a for p in probes for a in (dask.delayed(p), None)]
@@ -126,6 +117,7 @@ class DaskCrossMoment(CrossMoment):
                              new_axes={"i": size}, adjust_chunks={"b": 1}, concatenate=True,
                              meta=np.empty((0, 0)))
         total = self.client.compute(parts.sum(axis=0, split_every=self.split_every), sync=True)
+        total = finish_sums(self.score, statistic, total, probes, self.order, self.weighted_x, self.weight_sum)
         if rows is None:
             self.passes += 1
         return total / X.shape[0]

@@ -28,7 +28,7 @@ from ._backend import (
 from .scores import get_score
 from .tensor.image import from_polarization, polarization_probes
 
-__all__ = ["CrossMoment", "chunk_sums", "make_moment"]
+__all__ = ["CrossMoment", "chunk_sums", "finish_sums", "make_moment", "statistic_size"]
 
 _ORDERS = (2, 3, 4)
 
@@ -43,15 +43,50 @@ def check_order(order: int) -> int:
     return order
 
 
+def _streamed(score, statistic: str, order: int) -> bool:
+    return hasattr(score, "streamed_chunk") and score.streams(statistic, order)
+
+
+def statistic_size(score, statistic: str, probes: list[np.ndarray], order: int) -> int:
+    """Length of the flattened `chunk_sums` for these probes."""
+    V = probes[0]
+    if _streamed(score, statistic, order):
+        return (V.shape[0] + 1) * V.shape[1]
+    if statistic == "project":
+        return V.shape[1] ** order
+    if statistic == "image":
+        return V.shape[0] * V.shape[1] ** (order - 1)
+    if statistic == "row_norm_sq":
+        return V.shape[1]
+    return V.size
+
+
+def finish_sums(score, statistic: str, total: np.ndarray, probes: list[np.ndarray], order: int,
+                weighted_x: np.ndarray, weight_sum: float) -> np.ndarray:
+    """The pass total of `chunk_sums` as the statistic's sum over the rows (float64): streamed statistics get their
+    probe-independent terms from sum_r w_r x_r and sum_r w_r (`score.streamed_finish`), the others are as is."""
+    total = np.asarray(total, dtype=np.float64)
+    if not _streamed(score, statistic, order):
+        return total
+    as_t = [torch.as_tensor(p, dtype=torch.float64) for p in probes]
+    d = probes[0].shape[0]
+    out = score.streamed_finish(statistic, torch.as_tensor(total).reshape(d + 1, -1), as_t,
+                                torch.as_tensor(weighted_x, dtype=torch.float64), float(weight_sum))
+    return out.numpy().reshape(-1)
+
+
 def chunk_sums(score, statistic: str, X: torch.Tensor, w: torch.Tensor, probes: list[torch.Tensor],
                order: int) -> torch.Tensor:
-    """The sum over the rows of one chunk behind each statistic (w = centred y), flattened to 1-D.
+    """The sum over the rows of one chunk behind each statistic (w = centred y), flattened to 1-D; for a score
+    that streams the statistic (`score.streams`), the per-chunk part that `finish_sums` completes.
 
     "contract": sum_r w_r S(x_r)(I, v, ..., v) per column v; "pairs": sum_r w_r S3(x_r)(I, u_i, w_i);
     "project": sum_r w_r S(x_r)(Q, ..., Q); "image": sum_r w_r S(x_r)(I, Q, ..., Q);
     "row_norm_sq": sum_r ||w_r S(x_r)(I, v, ..., v)||^2 per column v.
     """
-    if statistic == "contract":
+    if _streamed(score, statistic, order):
+        out = score.streamed_chunk(statistic, X, w, probes)
+    elif statistic == "contract":
         out = score.contract_chunk(X, w, probes[0], order)
     elif statistic == "pairs":
         out = score.contract_pairs_chunk(X, w, probes[0], probes[1])
@@ -91,25 +126,30 @@ class CrossMoment:
         self.chunk_rows = int(chunk_rows)
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
-        self.y_mean = self._check_rows()
+        self.y_mean, self.weighted_x, self.weight_sum = self._check_rows()
         self.n_samples, self.dim = self.source.shape
         self.score = get_score(score)
         if not self.score.is_fitted:
             self.score.fit(self.source.features(), chunk_rows=self.chunk_rows)
         self.passes = 0
 
-    def _check_rows(self) -> float:
-        """One pass: every value finite, y present, and the mean of y."""
-        total = 0.0
+    def _check_rows(self) -> tuple[float, np.ndarray, float]:
+        """One pass: every value finite, y present; the mean of y, and sum_r w_r x_r and sum_r w_r for the
+        centred w = y - mean(y) (float64; the probe-independent terms of the streamed statistics)."""
+        y_sum, x_sum, yx_sum = 0.0, 0.0, 0.0
         with suggest_smaller_chunks(self.chunk_rows):
             for start, X_chunk, y_chunk in iter_row_chunks(self.source, None, self.chunk_rows, native=True):
                 if y_chunk is None:
                     raise ValueError("y is required: pass y, or a source that yields (X_chunk, y_chunk) pairs")
-                check_finite_chunk(to_tensor(X_chunk, self.device, self.dtype), "X", start)
+                X_t = to_tensor(X_chunk, self.device, self.dtype)
+                check_finite_chunk(X_t, "X", start)
                 y_t = to_tensor(y_chunk, self.device, torch.float64)
                 check_finite_chunk(y_t, "y", start)
-                total += float(y_t.sum())
-        return total / self.source.n_rows
+                X_t = X_t.to(torch.float64)
+                y_sum += float(y_t.sum())
+                x_sum = x_sum + X_t.sum(dim=0)
+                yx_sum = yx_sum + X_t.T @ y_t
+        return centred_sums(y_sum, x_sum, yx_sum, self.source.n_rows)
 
     def _chunks(self, chunk_rows: int):
         for _, X_chunk, y_chunk in iter_row_chunks(self.source, None, chunk_rows, native=True):
@@ -132,9 +172,11 @@ class CrossMoment:
                 seen += X_t.shape[0]
                 if rows is not None and seen == limit:
                     break
+        total = finish_sums(self.score, statistic, total.to(torch.float64).cpu().numpy(), probes, self.order,
+                            self.weighted_x, self.weight_sum)
         if rows is None:
             self.passes += 1
-        return (total / limit).to(torch.float64).cpu().numpy()
+        return total / limit
 
     def _probes(self, V) -> np.ndarray:
         V = np.ascontiguousarray(V, dtype=np.float64)
@@ -175,6 +217,13 @@ class CrossMoment:
         sqrt(row_norm_sq / n), which is what the sample-size diagnostic uses.
         """
         return self._mean("row_norm_sq", [self._probes(V)], rows=max_rows)
+
+
+def centred_sums(y_sum, x_sum, yx_sum, n: int) -> tuple[float, np.ndarray, float]:
+    """(mean of y, sum_r (y_r - mean) x_r, sum_r (y_r - mean)) from the raw sums."""
+    y_mean = float(y_sum) / n
+    x_sum, yx_sum = (np.asarray(torch.as_tensor(v).cpu(), dtype=np.float64) for v in (x_sum, yx_sum))
+    return y_mean, yx_sum - y_mean * x_sum, float(y_sum) - n * y_mean
 
 
 def make_moment(X, y=None, order: int = 3, score="gaussian", *, client=None, chunk_rows: int = DEFAULT_CHUNK_ROWS,

@@ -161,6 +161,7 @@ def test_two_pass_first_layer(tanh_teacher):
         model.fit(t.X, t.y)
     assert model.diagnostics_["moment_passes"] == 2
     assert model.diagnostics_["lift"]["kept"] == "lifted"
+    assert not any("singular-value gap" in message for message in model.diagnostics_["warnings"])
     assert weight_recovery(t.first_layer, model.first_layer_).min > 0.95
     with pytest.raises(ValueError, match="'two_pass'"):
         LiftRegressor(3, cp_options="three_pass").fit(t.X, t.y)

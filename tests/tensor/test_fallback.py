@@ -28,7 +28,7 @@ def test_auto_falls_back_to_the_power_method_when_the_range_finder_gap_vanishes(
 
 def test_fallback_is_skipped_and_said_when_it_would_take_too_many_passes():
     rng = np.random.default_rng(1)
-    d, k = 40, 21  # 21 components x 2 x 10 iterations > FALLBACK_MAX_PASSES
+    d, k = 40, 21  # 21 components x 10 iterations > FALLBACK_MAX_PASSES
     A = np.linalg.qr(rng.standard_normal((d, k)))[0]
     T = np.einsum("ir,jr,kr->ijk", A, A, A)
     noise = rng.standard_normal((d, d, d))

@@ -137,6 +137,45 @@ class GaussianScore:
             return (zt[:, :m] - 3.0 * zt[:, m:] * vPv - 3.0 * PV * (w @ ZV**2) + 3.0 * PV * vPv * w.sum())
         raise ValueError(f"order must be 1, 2, 3 or 4, got {order}")
 
+    # -- streamed statistics: per-chunk sums without the probe-independent terms, completed once per pass -----
+    @staticmethod
+    def streams(statistic: str, order: int) -> bool:
+        """Whether `statistic` of this order has the streamed split (`streamed_chunk` + `streamed_finish`)."""
+        return order == 3 and statistic in ("contract", "pairs")
+
+    def streamed_chunk(self, statistic: str, X: torch.Tensor, w: torch.Tensor, probes: list[torch.Tensor]
+                       ) -> torch.Tensor:
+        """[X^T A; 1^T A] (shape (d + 1, m)) for A = w ⊙ (Z u) ⊙ (Z w') per probe pair (u = w' for "contract").
+
+        The rest of S3's contraction depends on the rows only through sum_r w_r x_r and sum_r w_r, which the
+        moment sums once at construction, and P is applied once to the pass total (`streamed_finish`); per chunk
+        this leaves two (one) products by X, the elementwise products and one column sum.
+        """
+        mean, P = self._constants(X)
+        first = probes[0]
+        PU = P @ first
+        A = self._z_times(X, mean, PU)
+        if statistic == "contract":
+            A.square_()
+        else:
+            A.mul_(self._z_times(X, mean, P @ probes[1]))
+        A.mul_(w[:, None])
+        return torch.cat([X.T @ A, A.sum(dim=0, keepdim=True)])
+
+    def streamed_finish(self, statistic: str, total: torch.Tensor, probes: list[torch.Tensor],
+                        weighted_x: torch.Tensor, weight_sum: float) -> torch.Tensor:
+        """The pass total of `streamed_chunk` completed to sum_r w_r S3(x_r)(I, u, w') (Hermite S3, see module):
+        P (X^T A - mu 1^T A) - (sum w z) <u, P w'> - P u <sum w z, w'> - P w' <sum w z, u>, sum w z = P (r - mu s),
+        r = sum_r w_r x_r, s = sum_r w_r."""
+        mean, P = self._constants(total)
+        U = probes[0]
+        W = U if statistic == "contract" else probes[1]
+        PU, PW = P @ U, P @ W
+        cubic = P @ (total[:-1] - torch.outer(mean, total[-1]))
+        weighted_z = P @ (weighted_x - mean * weight_sum)
+        return cubic - weighted_z[:, None] * (U * PW).sum(dim=0) - PU * (weighted_z @ W)[None] \
+            - PW * (weighted_z @ U)[None]
+
     def contract_rows(self, X: torch.Tensor, w: torch.Tensor, V: torch.Tensor, order: int) -> torch.Tensor:
         """The per-row terms w_r S_order(x_r)(I, v, ..., v), shape (rows, d, m): for variance estimates."""
         mean, P = self._constants(X)

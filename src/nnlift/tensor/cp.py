@@ -40,7 +40,7 @@ __all__ = ["cp_symmetric", "CPResult", "METHODS", "TWO_PASS"]
 METHODS = ("auto", "power", "jennrich", "als")
 FALLBACK_GAP = 1.1
 FALLBACK_POWER_ITER = 10
-FALLBACK_MAX_PASSES = 400
+FALLBACK_MAX_PASSES = 200
 TWO_PASS = {"subspace_iter": 1, "refine_iter": 0, "oversample": 40, "fallback": False}
 
 
@@ -195,7 +195,7 @@ def _basis(op, rank, method, rng, whitening, diagnostics, *, n_restarts, n_iter,
         diagnostics["iterations"]["subspace"] = subspace_iter
         diagnostics["subspace"] = "range_finder"
         _record_spectrum(diagnostics, singular_values, rank)
-        fallback_passes = rank * 2 * min(n_iter, FALLBACK_POWER_ITER)
+        fallback_passes = rank * min(n_iter, FALLBACK_POWER_ITER)
         if fallback and diagnostics["subspace_gap"] < FALLBACK_GAP and fallback_passes > FALLBACK_MAX_PASSES:
             diagnostics["subspace"] = (f"range_finder (gap below {FALLBACK_GAP}; power-method fallback skipped: about "
                                        f"{fallback_passes} passes > {FALLBACK_MAX_PASSES}, use method='power')")
@@ -205,7 +205,8 @@ def _basis(op, rank, method, rng, whitening, diagnostics, *, n_restarts, n_iter,
             # the lift cannot restore), while the power method, whose iterate aligns with one a_j and sees the
             # full lambda_j, still recovers them (measured at d=100, k=10).
             _, power_factors, calls = tensor_power_method(op, rank, rng, n_restarts=n_restarts,
-                                                          n_iter=min(n_iter, FALLBACK_POWER_ITER), tol=tol)
+                                                          n_iter=min(n_iter, FALLBACK_POWER_ITER), tol=tol,
+                                                          polish_iter=0)
             diagnostics["iterations"]["power"] = calls
             Q = np.linalg.qr(power_factors)[0]
             diagnostics["subspace"] = f"power_factors (range-finder gap below {FALLBACK_GAP})"

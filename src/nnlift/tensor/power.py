@@ -42,9 +42,13 @@ def power_iterate(op, V: np.ndarray, n_iter: int, tol: float) -> tuple[np.ndarra
     raise ValueError(f"n_iter must be at least 1, got {n_iter}")
 
 
-def tensor_power_method(op, rank: int, rng: np.random.Generator, *, n_restarts: int, n_iter: int, tol: float
-                        ) -> tuple[np.ndarray, np.ndarray, int]:
-    """(weights (rank,), unit factors (d, rank), contract calls) by power iteration with deflation."""
+def tensor_power_method(op, rank: int, rng: np.random.Generator, *, n_restarts: int, n_iter: int, tol: float,
+                        polish_iter: int | None = None) -> tuple[np.ndarray, np.ndarray, int]:
+    """(weights (rank,), unit factors (d, rank), contract calls) by power iteration with deflation.
+
+    The best start is polished by up to `polish_iter` (default `n_iter`) further iterations; 0 skips that, as
+    when the factors only span a basis that a later step corrects (`cp_symmetric`'s fallback, where the lift out
+    of the image replaces the polish: same recovery in half the passes, measured at d=100, k=10)."""
     weights = np.zeros(0)
     factors = np.zeros((op.dim, 0))
     calls = 0
@@ -53,7 +57,9 @@ def tensor_power_method(op, rank: int, rng: np.random.Generator, *, n_restarts: 
         starts = normalize_columns(rng.standard_normal((op.dim, n_restarts)))
         V, values, used = power_iterate(deflated, starts, n_iter, tol)
         best = int(np.argmax(np.abs(values)))
-        v, value, polished = power_iterate(deflated, V[:, [best]], n_iter, tol)
+        polish = n_iter if polish_iter is None else polish_iter
+        v, value, polished = (power_iterate(deflated, V[:, [best]], polish, tol) if polish > 0
+                              else (V[:, [best]], values[best], 0))
         weights = np.append(weights, value)
         factors = np.column_stack([factors, v])
         calls += used + polished
