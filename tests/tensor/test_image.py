@@ -85,3 +85,21 @@ def test_two_passes_sketch_and_image():
     assert lift["kept"] == "lifted" and lift["residual_lifted"] < lift["residual_subspace"]
     factor_err, weight_err = match_errors(result.weights, result.factors, weights, factors, 3)
     assert factor_err < 0.05 and weight_err < 0.1
+
+
+def test_projection_instead_of_the_image_where_the_image_costs_too_much():
+    """d = 200 with r = 8: the image's d r(r+1)/2 products per row cost more than twice r^3 + d r + 2 d k, so the
+    default projects and lets refinement's first contract call lift; exact recovery either way."""
+    from nnlift.tensor.cp import _image_pays
+
+    assert _image_pays(100, 15, 10, 3, refine_iter=2) and not _image_pays(1000, 55, 50, 3, refine_iter=2)
+    assert _image_pays(1000, 55, 50, 3, refine_iter=0)
+    rng = np.random.default_rng(4)
+    weights, factors = random_components(rng, 200, 3, orthogonal=False)
+    op = CountingOperator(low_rank_tensor(weights, factors, 3))
+    result = cp_symmetric(op, 3, random_state=0)
+    assert op.project_calls == 1 and result.diagnostics["lift"]["kept"].startswith("subspace")
+    assert max(match_errors(result.weights, result.factors, weights, factors, 3)) < 1e-8
+    two_pass = CountingOperator(low_rank_tensor(weights, factors, 3))
+    result = cp_symmetric(two_pass, 3, random_state=0, subspace_iter=1, refine_iter=0, fallback=False)
+    assert two_pass.project_calls == 0 and two_pass.calls == 2 and result.diagnostics["lift"]["kept"] == "lifted"

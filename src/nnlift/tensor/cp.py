@@ -5,15 +5,17 @@ The first-layer step of NN-LIFT (Janzamin, Sedghi & Anandkumar 2015, Algorithm 1
      block power range finder on the operator otherwise (k + image_oversample columns; the identity when
      d = k); for method="power", the span of the factors found by the robust tensor power method run
      implicitly on the operator;
-  2. the image T(I, Q, ..., Q) (one call) and, from it, the projected tensor T_P = T(Q, ..., Q), decomposed by
-     Jennrich and/or the tensor power method, each polished by ALS; the lowest relative residual on T_P wins;
-  3. factors lifted out of the image (one ALS step of the full first mode, `nnlift.tensor.image`) and refined
-     on the full operator (`refine_iter`).
+  2. the image T(I, Q, ..., Q) (one call) and, from it, the projected tensor T_P = T(Q, ..., Q) -- or T_P alone
+     by `project` where the image costs too much arithmetic (`_image_pays`) -- decomposed by Jennrich and/or
+     the tensor power method, each polished by ALS; the lowest relative residual on T_P wins;
+  3. factors lifted out of the image (one ALS step of the full first mode, `nnlift.tensor.image`; without the
+     image, refinement's first step is that lift) and refined on the full operator (`refine_iter`).
 Every `contract`/`contract_image`/`project` call on the operator is counted in diagnostics["passes"].
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -112,7 +114,8 @@ def cp_symmetric(T, rank: int, method: str = "auto", random_state=None, *, secon
     "whitening", "identity" when d = rank, or "power_factors"), "whitening" (None, "used" or "rejected: why"),
     "subspace_singular_values" and "subspace_gap" s_k / s_{k+1} (range finder, or |eigenvalues| of M2 when
     whitening; None otherwise), "lift" (relative residuals of the image for the subspace factors and the lifted
-    ones, and which were kept), "subspace_capture" ||Q^T a_j|| of the kept factors, "residual"
+    ones, and which were kept; without the image only "kept"), "subspace_capture" ||Q^T a_j|| of the kept
+    factors (image only), "residual"
     ||T_P - sum_j lambda_j (Q^T a_j)^{⊗m}|| / ||T_P|| for the final factors, "iterations" per stage, "passes"
     (contract, image and project calls on T).
     """
@@ -128,8 +131,9 @@ def cp_symmetric(T, rank: int, method: str = "auto", random_state=None, *, secon
                               subspace_iter=subspace_iter, image_oversample=image_oversample,
                               fallback=fallback and method == "auto", **settings)
     _log(verbose, f"subspace: {diagnostics['subspace']}, gap {diagnostics['subspace_gap']}, {op.passes} passes")
+    use_image = _image_pays(op.dim, Q.shape[1], rank, op.order, refine_iter)
     weights, factors, projected = _fit_in_subspace(op, Q, rank, method, rng, whitening, power_factors,
-                                                   diagnostics, **settings)
+                                                   diagnostics, use_image=use_image, **settings)
     _log(verbose, f"lift: {diagnostics['lift']['kept']}, {op.passes} passes")
 
     if refine_iter > 0:
@@ -142,15 +146,30 @@ def cp_symmetric(T, rank: int, method: str = "auto", random_state=None, *, secon
     return CPResult(weights, factors, diagnostics)
 
 
-def _fit_in_subspace(op, Q, rank, method, rng, whitening, power_factors, diagnostics, *, n_restarts, n_iter, tol
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(weights, unit factors in R^d, projected tensor T(Q, ..., Q)) from one image call T(I, Q, ..., Q).
+def _image_pays(dim: int, width: int, rank: int, order: int, refine_iter: int) -> bool:
+    """Whether to read the image T(I, Q, ..., Q) (one call) rather than T(Q, ..., Q) and let refinement's first
+    contract call lift the factors (two calls). Per row the image costs about d C(r + m - 2, m - 1) + d r
+    multiply-adds (a product against the distinct entries), the other route r^m + d r + 2 d k; one pass saved
+    is taken for up to twice the arithmetic (order 3, r = k + 5: the image up to d ~ 100 at k = 10, projection at
+    d = 1000, k = 50). Always the image when refine_iter = 0: it is then the only lift."""
+    image = dim * math.comb(width + order - 2, order - 1) + dim * width
+    other = width**order + dim * width + 2 * dim * rank
+    return refine_iter == 0 or image <= 2 * other
 
-    The factors are decomposed in T_P = Q^T image and lifted out of the image; whichever of the subspace and
-    the lifted factors fits the image better is kept (diagnostics["lift"]).
+
+def _fit_in_subspace(op, Q, rank, method, rng, whitening, power_factors, diagnostics, *, use_image, n_restarts,
+                     n_iter, tol) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(weights, unit factors in R^d, projected tensor T(Q, ..., Q)) from one call on the operator.
+
+    With the image T(I, Q, ..., Q) the factors are decomposed in T_P = Q^T image and lifted out of the image;
+    whichever of the subspace and the lifted factors fits the image better is kept (diagnostics["lift"]).
+    Without it, T_P comes from `project` and the factors Q b_j are left to refinement's first step to lift.
     """
-    image = op.contract_image(Q)
-    projected = symmetrize(np.tensordot(Q, image, axes=(0, 0)))
+    if use_image:
+        image = op.contract_image(Q)
+        projected = symmetrize(np.tensordot(Q, image, axes=(0, 0)))
+    else:
+        projected = symmetrize(op.project(Q))
     if not np.any(projected):
         raise ValueError("the tensor is zero on the estimated subspace, so there is nothing to decompose; "
                          "check that the tensor (or the data behind the operator) is not identically zero")
@@ -161,7 +180,10 @@ def _fit_in_subspace(op, Q, rank, method, rng, whitening, power_factors, diagnos
     else:
         scales = None if whitening is None else whitening.scales
         candidates = _small_candidates(projected, rank, method, rng, scales, n_restarts, n_iter, tol)
-    _, coefficients, diagnostics["decomposer"] = _polish(projected, candidates, n_iter, tol, diagnostics)
+    weights, coefficients, diagnostics["decomposer"] = _polish(projected, candidates, n_iter, tol, diagnostics)
+    if not use_image:
+        diagnostics["lift"] = {"kept": "subspace (lifted by the refinement)"}
+        return weights, normalize_columns(Q @ coefficients), projected
     choices = {"subspace": normalize_columns(Q @ coefficients), "lifted": lift_factors(image, Q, coefficients)}
     fits = {name: fit_weights_on_image(image, Q, factors) for name, factors in choices.items()}
     norm = np.linalg.norm(image)
