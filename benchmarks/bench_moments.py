@@ -18,9 +18,10 @@ kernel alone on pre-converted chunks. The score is fitted directly (mean_, preci
 that building the operator at d=500 does not pay GaussianScore.fit (until 312f621 its Mardia test was a
 three-operand einsum, ~99 s at n=2e5, d=500); the Mardia step is timed separately per chunk
 (`score_fit_per_chunk` in the JSON). The Gaussian score streams both statistics (`GaussianScore.streamed_chunk`:
-per chunk only the products by X, the elementwise products and a column sum; the probe-independent sums come
-from the construction pass and P is applied once to the pass total), and the kernel column times exactly that
-per-chunk work (`moments.chunk_sums`).
+the probe-independent sums come from the construction pass and P is applied once to the pass total; up to
+d = `moments.SECOND_MOMENT_MAX_DIM` that includes sum w x xᵀ and per chunk only the products by X and the
+elementwise products are left, above it the mean terms cost one column sum per chunk), and the kernel column
+times exactly that per-chunk work (`moments.chunk_sums`).
 
 scaling / large: the full `estimate_first_layer` (CrossMoment + cp_symmetric defaults + row_norm_sq) on a
 planted tanh teacher, X and y written chunk by chunk to .npy files under --tmp and read back with
@@ -133,7 +134,7 @@ def _time_contract_config(n, d, m, dtype_name, repeats, chunk_rows, rng):
         def run():
             total = None
             for c, w in chunks:
-                part = chunk_sums(score, statistic, c, w, probes, 3)
+                part = chunk_sums(score, statistic, c, w, probes, 3, raw=moment.sums.raw)
                 total = part if total is None else total + part
             return total
         return run
@@ -152,7 +153,7 @@ def _time_contract_config(n, d, m, dtype_name, repeats, chunk_rows, rng):
     for statistic, probes in (("pairs", [U, W]), ("contract", [U])):
         lib = moment.contract_pairs(U, W) if statistic == "pairs" else moment.contract(U)
         total = calls[f"{statistic}_kernel"]().to(torch.float64).numpy()
-        ker = finish_sums(score, statistic, total, probes, 3, moment.weighted_x, moment.weight_sum) / n
+        ker = finish_sums(score, statistic, total, probes, 3, moment.sums) / n
         if not np.allclose(lib.reshape(-1), ker, rtol=tol, atol=tol * np.abs(lib).max()):
             raise AssertionError(f"{statistic} kernel and library disagree at d={d}, m={m}, {dtype_name}")
     for fn in calls.values():          # warm-up

@@ -185,3 +185,28 @@ def test_mardia_is_calibrated_when_d_is_a_large_fraction_of_n():
     rng = np.random.default_rng(7)
     zs = [GaussianScore().fit(rng.standard_normal((2000, 200))).gaussianity_["kurtosis_z"] for _ in range(3)]
     assert max(abs(z) for z in zs) < 4
+
+
+def test_raw_and_centred_streamed_kernels_agree(monkeypatch):
+    """Up to SECOND_MOMENT_MAX_DIM the streamed contractions take their mean terms from sum w x x^T (raw kernel);
+    above it, or when the features sit far from 0 for the working precision, each chunk centres (one column sum)."""
+    import nnlift.moments as moments
+
+    rng = np.random.default_rng(12)
+    X = rng.standard_normal((4000, 5)) @ (np.eye(5) + 0.3 * rng.standard_normal((5, 5))) + 0.5
+    y = np.tanh(X @ rng.standard_normal(5)) + 0.1 * rng.standard_normal(4000)
+    U, W = rng.standard_normal((5, 3)), rng.standard_normal((5, 3))
+    raw = CrossMoment(X, y, order=3, chunk_rows=700)
+    monkeypatch.setattr(moments, "SECOND_MOMENT_MAX_DIM", 4)
+    centred = CrossMoment(X, y, order=3, chunk_rows=700)
+    assert raw.sums.raw and not centred.sums.raw
+    np.testing.assert_allclose(raw.contract(U), centred.contract(U), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(raw.contract_pairs(U, W), centred.contract_pairs(U, W), rtol=1e-10, atol=1e-12)
+    monkeypatch.undo()
+    offset = X + 1000.0  # rho ~ 1000 standard deviations: raw float32 would cancel away every digit
+    far32 = CrossMoment(offset, y, order=3, chunk_rows=700, dtype="float32")
+    far64 = CrossMoment(offset, y, order=3, chunk_rows=700)
+    assert not far32.sums.raw and far64.sums.raw
+    expected = centred.contract(U)
+    np.testing.assert_allclose(far64.contract(U), expected, rtol=0, atol=1e-6 * np.abs(expected).max())
+    np.testing.assert_allclose(far32.contract(U), expected, rtol=0, atol=1e-3 * np.abs(expected).max())

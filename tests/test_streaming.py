@@ -75,9 +75,9 @@ def test_per_chunk_work_is_bounded_by_chunk_rows(data):
     seen = []
 
     class Recording(GaussianScore):
-        def streamed_chunk(self, statistic, X_t, *args):
+        def streamed_chunk(self, statistic, X_t, *args, **kwargs):
             seen.append(X_t.shape[0])
-            return super().streamed_chunk(statistic, X_t, *args)
+            return super().streamed_chunk(statistic, X_t, *args, **kwargs)
 
     score = Recording().fit(X)
     for source in [(_pieces(X, y, sizes=(1000, 500)), None), (da.from_array(X, chunks=(900, D)), y)]:
@@ -210,7 +210,7 @@ def test_other_errors_are_not_mistaken_for_memory(data):
     X, y, probes = data
 
     class Broken(GaussianScore):
-        def streamed_chunk(self, *args):
+        def streamed_chunk(self, *args, **kwargs):
             raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
 
     with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):

@@ -11,6 +11,8 @@ streaming pass over row chunks per call, each pass a few matrix products per chu
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import torch
 
@@ -28,7 +30,7 @@ from ._backend import (
 from .scores import get_score
 from .tensor.image import from_polarization, polarization_probes
 
-__all__ = ["CrossMoment", "chunk_sums", "finish_sums", "make_moment", "statistic_size"]
+__all__ = ["CrossMoment", "RowSums", "chunk_sums", "finish_sums", "make_moment", "statistic_size"]
 
 _ORDERS = (2, 3, 4)
 
@@ -43,15 +45,36 @@ def check_order(order: int) -> int:
     return order
 
 
+# Up to this dimension the construction pass also sums w_r x_r x_r^T (n d^2 once, no more than one contract pass
+# with d / 4 probes), so that streamed statistics need no mean terms per chunk at all.
+SECOND_MOMENT_MAX_DIM = 256
+RAW_MAX_ROUNDING = 1e-5
+
+
+class RowSums(NamedTuple):
+    """Probe-independent sums over all rows, w = y - mean(y): sum w x (d,), sum w, and sum w x x^T (d, d) when
+    d <= SECOND_MOMENT_MAX_DIM (else None); float64."""
+
+    y_mean: float
+    weighted_x: np.ndarray
+    weight_sum: float
+    weighted_xx: np.ndarray | None
+
+    @property
+    def raw(self) -> bool:
+        """Whether streamed statistics run the raw per-chunk kernel (no mean terms) and take them from here."""
+        return self.weighted_xx is not None
+
+
 def _streamed(score, statistic: str, order: int) -> bool:
     return hasattr(score, "streamed_chunk") and score.streams(statistic, order)
 
 
-def statistic_size(score, statistic: str, probes: list[np.ndarray], order: int) -> int:
+def statistic_size(score, statistic: str, probes: list[np.ndarray], order: int, raw: bool = False) -> int:
     """Length of the flattened `chunk_sums` for these probes."""
     V = probes[0]
     if _streamed(score, statistic, order):
-        return (V.shape[0] + 1) * V.shape[1]
+        return (V.shape[0] + (0 if raw else 1)) * V.shape[1]
     if statistic == "project":
         return V.shape[1] ** order
     if statistic == "image":
@@ -62,30 +85,33 @@ def statistic_size(score, statistic: str, probes: list[np.ndarray], order: int) 
 
 
 def finish_sums(score, statistic: str, total: np.ndarray, probes: list[np.ndarray], order: int,
-                weighted_x: np.ndarray, weight_sum: float) -> np.ndarray:
+                sums: RowSums) -> np.ndarray:
     """The pass total of `chunk_sums` as the statistic's sum over the rows (float64): streamed statistics get their
-    probe-independent terms from sum_r w_r x_r and sum_r w_r (`score.streamed_finish`), the others are as is."""
+    probe-independent terms from the row sums (`score.streamed_finish`), the others are as is."""
     total = np.asarray(total, dtype=np.float64)
     if not _streamed(score, statistic, order):
         return total
     as_t = [torch.as_tensor(p, dtype=torch.float64) for p in probes]
-    d = probes[0].shape[0]
-    out = score.streamed_finish(statistic, torch.as_tensor(total).reshape(d + 1, -1), as_t,
-                                torch.as_tensor(weighted_x, dtype=torch.float64), float(weight_sum))
+    m = probes[0].shape[1]
+    weighted_xx = None if sums.weighted_xx is None else torch.as_tensor(sums.weighted_xx, dtype=torch.float64)
+    out = score.streamed_finish(statistic, torch.as_tensor(total).reshape(-1, m), as_t,
+                                torch.as_tensor(sums.weighted_x, dtype=torch.float64), float(sums.weight_sum),
+                                weighted_xx)
     return out.numpy().reshape(-1)
 
 
 def chunk_sums(score, statistic: str, X: torch.Tensor, w: torch.Tensor, probes: list[torch.Tensor],
-               order: int) -> torch.Tensor:
+               order: int, raw: bool = False) -> torch.Tensor:
     """The sum over the rows of one chunk behind each statistic (w = centred y), flattened to 1-D; for a score
-    that streams the statistic (`score.streams`), the per-chunk part that `finish_sums` completes.
+    that streams the statistic (`score.streams`), the per-chunk part that `finish_sums` completes (`raw`: without
+    any mean term, when the row sums hold sum w x x^T).
 
     "contract": sum_r w_r S(x_r)(I, v, ..., v) per column v; "pairs": sum_r w_r S3(x_r)(I, u_i, w_i);
     "project": sum_r w_r S(x_r)(Q, ..., Q); "image": sum_r w_r S(x_r)(I, Q, ..., Q);
     "row_norm_sq": sum_r ||w_r S(x_r)(I, v, ..., v)||^2 per column v.
     """
     if _streamed(score, statistic, order):
-        out = score.streamed_chunk(statistic, X, w, probes)
+        out = score.streamed_chunk(statistic, X, w, probes, raw=raw)
     elif statistic == "contract":
         out = score.contract_chunk(X, w, probes[0], order)
     elif statistic == "pairs":
@@ -126,17 +152,18 @@ class CrossMoment:
         self.chunk_rows = int(chunk_rows)
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
-        self.y_mean, self.weighted_x, self.weight_sum = self._check_rows()
+        self.sums = self._check_rows()
+        self.y_mean = self.sums.y_mean
         self.n_samples, self.dim = self.source.shape
         self.score = get_score(score)
         if not self.score.is_fitted:
             self.score.fit(self.source.features(), chunk_rows=self.chunk_rows)
         self.passes = 0
 
-    def _check_rows(self) -> tuple[float, np.ndarray, float]:
-        """One pass: every value finite, y present; the mean of y, and sum_r w_r x_r and sum_r w_r for the
-        centred w = y - mean(y) (float64; the probe-independent terms of the streamed statistics)."""
-        y_sum, x_sum, yx_sum = 0.0, 0.0, 0.0
+    def _check_rows(self) -> RowSums:
+        """One pass: every value finite, y present; the mean of y and the `RowSums` of the centred
+        w = y - mean(y) (float64; the probe-independent terms of the streamed statistics)."""
+        y_sum, x_sum, yx_sum, xx_sum, yxx_sum = 0.0, 0.0, 0.0, 0.0, 0.0
         with suggest_smaller_chunks(self.chunk_rows):
             for start, X_chunk, y_chunk in iter_row_chunks(self.source, None, self.chunk_rows, native=True):
                 if y_chunk is None:
@@ -149,7 +176,11 @@ class CrossMoment:
                 y_sum += float(y_t.sum())
                 x_sum = x_sum + X_t.sum(dim=0)
                 yx_sum = yx_sum + X_t.T @ y_t
-        return centred_sums(y_sum, x_sum, yx_sum, self.source.n_rows)
+                if X_t.shape[1] <= SECOND_MOMENT_MAX_DIM:
+                    xx_sum = xx_sum + X_t.T @ X_t
+                    yxx_sum = yxx_sum + X_t.T @ (y_t[:, None] * X_t)
+        second = (xx_sum, yxx_sum) if torch.is_tensor(xx_sum) else None
+        return centred_sums(y_sum, x_sum, yx_sum, self.source.n_rows, second, torch.finfo(self.dtype).eps)
 
     def _chunks(self, chunk_rows: int):
         for _, X_chunk, y_chunk in iter_row_chunks(self.source, None, chunk_rows, native=True):
@@ -167,13 +198,13 @@ class CrossMoment:
         with suggest_smaller_chunks(self.chunk_rows):
             for X_t, w in self._chunks(min(self.chunk_rows, limit)):
                 X_t, w = X_t[:limit - seen], w[:limit - seen]
-                part = chunk_sums(self.score, statistic, X_t, w, probes_t, self.order)
+                part = chunk_sums(self.score, statistic, X_t, w, probes_t, self.order, raw=self.sums.raw)
                 total = part if total is None else total + part
                 seen += X_t.shape[0]
                 if rows is not None and seen == limit:
                     break
         total = finish_sums(self.score, statistic, total.to(torch.float64).cpu().numpy(), probes, self.order,
-                            self.weighted_x, self.weight_sum)
+                            self.sums)
         if rows is None:
             self.passes += 1
         return total / limit
@@ -219,11 +250,28 @@ class CrossMoment:
         return self._mean("row_norm_sq", [self._probes(V)], rows=max_rows)
 
 
-def centred_sums(y_sum, x_sum, yx_sum, n: int) -> tuple[float, np.ndarray, float]:
-    """(mean of y, sum_r (y_r - mean) x_r, sum_r (y_r - mean)) from the raw sums."""
+def centred_sums(y_sum, x_sum, yx_sum, n: int, second=None, eps: float = 2.0**-23) -> RowSums:
+    """`RowSums` from the raw sums of y, x, y x and, optionally, second = (sum x x^T, sum y x x^T).
+
+    The raw streamed kernel works on uncentred rows, so its mean terms cancel: a feature whose mean is rho of its
+    standard deviations away from 0 costs about (1 + rho)^2 in relative rounding. sum w x x^T is kept (and the raw
+    kernel used) only while (1 + rho)^2 * eps <= RAW_MAX_ROUNDING for the working precision `eps`.
+    """
     y_mean = float(y_sum) / n
-    x_sum, yx_sum = (np.asarray(torch.as_tensor(v).cpu(), dtype=np.float64) for v in (x_sum, yx_sum))
-    return y_mean, yx_sum - y_mean * x_sum, float(y_sum) - n * y_mean
+
+    def as_array(value):
+        return np.asarray(torch.as_tensor(value).cpu(), dtype=np.float64)
+
+    x_sum = as_array(x_sum)
+    weighted_xx = None
+    if second is not None:
+        xx_sum = as_array(second[0])
+        mean = x_sum / n
+        variance = np.maximum(np.diag(xx_sum) / n - mean**2, np.finfo(float).tiny)
+        offset = float(np.max(np.abs(mean) / np.sqrt(variance)))
+        if (1.0 + offset) ** 2 * eps <= RAW_MAX_ROUNDING:
+            weighted_xx = as_array(second[1]) - y_mean * xx_sum
+    return RowSums(y_mean, as_array(yx_sum) - y_mean * x_sum, float(y_sum) - n * y_mean, weighted_xx)
 
 
 def make_moment(X, y=None, order: int = 3, score="gaussian", *, client=None, chunk_rows: int = DEFAULT_CHUNK_ROWS,

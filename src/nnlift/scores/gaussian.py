@@ -143,34 +143,45 @@ class GaussianScore:
         """Whether `statistic` of this order has the streamed split (`streamed_chunk` + `streamed_finish`)."""
         return order == 3 and statistic in ("contract", "pairs")
 
-    def streamed_chunk(self, statistic: str, X: torch.Tensor, w: torch.Tensor, probes: list[torch.Tensor]
-                       ) -> torch.Tensor:
+    def streamed_chunk(self, statistic: str, X: torch.Tensor, w: torch.Tensor, probes: list[torch.Tensor],
+                       raw: bool = False) -> torch.Tensor:
         """[X^T A; 1^T A] (shape (d + 1, m)) for A = w ⊙ (Z u) ⊙ (Z w') per probe pair (u = w' for "contract").
 
         The rest of S3's contraction depends on the rows only through sum_r w_r x_r and sum_r w_r, which the
-        moment sums once at construction, and P is applied once to the pass total (`streamed_finish`); per chunk
-        this leaves two (one) products by X, the elementwise products and one column sum.
+        moment sums once at construction, and P is applied once to the pass total (`streamed_finish`). `raw`:
+        X^T A (d, m) for A = w ⊙ (X P u) ⊙ (X P w') without the mean, whose terms then come from sum w x x^T too;
+        per chunk that is exactly the products by X and the elementwise products.
         """
         mean, P = self._constants(X)
-        first = probes[0]
-        PU = P @ first
-        A = self._z_times(X, mean, PU)
+        def times(V):
+            return X @ (P @ V) if raw else self._z_times(X, mean, P @ V)
+
+        A = times(probes[0])
         if statistic == "contract":
             A.square_()
         else:
-            A.mul_(self._z_times(X, mean, P @ probes[1]))
+            A.mul_(times(probes[1]))
         A.mul_(w[:, None])
-        return torch.cat([X.T @ A, A.sum(dim=0, keepdim=True)])
+        return X.T @ A if raw else torch.cat([X.T @ A, A.sum(dim=0, keepdim=True)])
 
     def streamed_finish(self, statistic: str, total: torch.Tensor, probes: list[torch.Tensor],
-                        weighted_x: torch.Tensor, weight_sum: float) -> torch.Tensor:
+                        weighted_x: torch.Tensor, weight_sum: float, weighted_xx: torch.Tensor | None = None
+                        ) -> torch.Tensor:
         """The pass total of `streamed_chunk` completed to sum_r w_r S3(x_r)(I, u, w') (Hermite S3, see module):
         P (X^T A - mu 1^T A) - (sum w z) <u, P w'> - P u <sum w z, w'> - P w' <sum w z, u>, sum w z = P (r - mu s),
-        r = sum_r w_r x_r, s = sum_r w_r."""
+        r = sum_r w_r x_r, s = sum_r w_r. A raw total (weighted_xx = M = sum w x x^T given) is first centred:
+        with a = x.Pu, b = x.Pw' and c_u = mu.Pu, c_w = mu.Pw', X^T A = raw - c_w M Pu - c_u M Pw' + c_u c_w r and
+        1^T A = diag(Pu^T M Pw') - c_w r.Pu - c_u r.Pw' + c_u c_w s."""
         mean, P = self._constants(total)
         U = probes[0]
         W = U if statistic == "contract" else probes[1]
         PU, PW = P @ U, P @ W
+        if weighted_xx is not None:
+            c_u, c_w = mean @ PU, mean @ PW
+            MU, MW = weighted_xx @ PU, weighted_xx @ PW
+            xta = total - MU * c_w - MW * c_u + torch.outer(weighted_x, c_u * c_w)
+            colsum = (PU * MW).sum(dim=0) - c_w * (weighted_x @ PU) - c_u * (weighted_x @ PW) + c_u * c_w * weight_sum
+            total = torch.cat([xta, colsum[None]])
         cubic = P @ (total[:-1] - torch.outer(mean, total[-1]))
         weighted_z = P @ (weighted_x - mean * weight_sum)
         return cubic - weighted_z[:, None] * (U * PW).sum(dim=0) - PU * (weighted_z @ W)[None] \
