@@ -240,3 +240,17 @@ def test_cuda_matches_cpu_in_float32(data, tmp_path, kind, moment_statistics):
     op = CrossMoment(*source, order=3, chunk_rows=256, device="cuda")
     assert op.dtype == torch.float32 and op.device.type == "cuda"
     _assert_same(moment_statistics(op, probes, max_rows=500), ref, 1e-4)
+
+
+def test_gaussian_score_fits_from_the_construction_pass(data, monkeypatch):
+    """For d <= SECOND_MOMENT_MAX_DIM the moment's construction pass already holds sum x and sum x x^T, so the
+    Gaussian score's mean/covariance pass is skipped; the fit is the same."""
+    import nnlift.scores.gaussian as gaussian
+
+    X, y, _ = data
+    reference = GaussianScore().fit(X)
+    monkeypatch.setattr(gaussian, "_column_sums", lambda *args: pytest.fail("the column sums were read again"))
+    op = CrossMoment(X, y, order=3, chunk_rows=256)
+    np.testing.assert_allclose(op.score.mean_, reference.mean_, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(op.score.cov_, reference.cov_, rtol=1e-12)
+    assert op.score.gaussianity_["kurtosis"] == pytest.approx(reference.gaussianity_["kurtosis"], rel=1e-12)

@@ -32,6 +32,7 @@ from .moments import (
     check_order,
     chunk_sums,
     finish_sums,
+    fit_score,
     statistic_size,
 )
 from .scores import get_score
@@ -96,7 +97,7 @@ class DaskCrossMoment(CrossMoment):
         self.y_mean = self.sums.y_mean
         self.score = get_score(score)
         if not self.score.is_fitted:
-            self.score.fit(self.source.features(), chunk_rows=self.chunk_rows)
+            fit_score(self.score, self.source.features(), self.chunk_rows, self.sums)
         self._score = client.persist(dask.delayed(self.score))
         self.passes = 0
 

@@ -27,7 +27,7 @@ from ._backend import (
     suggest_smaller_chunks,
     to_tensor,
 )
-from .scores import get_score
+from .scores import GaussianScore, get_score
 from .tensor.image import from_polarization, polarization_probes
 
 __all__ = ["CrossMoment", "RowSums", "chunk_sums", "finish_sums", "make_moment", "statistic_size"]
@@ -53,12 +53,14 @@ RAW_MAX_ROUNDING = 1e-5
 
 class RowSums(NamedTuple):
     """Probe-independent sums over all rows, w = y - mean(y): sum w x (d,), sum w, and sum w x x^T (d, d) when
-    d <= SECOND_MOMENT_MAX_DIM (else None); float64."""
+    d <= SECOND_MOMENT_MAX_DIM and the raw kernel is safe (else None); the plain column sums (sum x, sum x x^T)
+    when d <= SECOND_MOMENT_MAX_DIM (else None), from which a Gaussian score is fitted; float64."""
 
     y_mean: float
     weighted_x: np.ndarray
     weight_sum: float
     weighted_xx: np.ndarray | None
+    column_sums: tuple[np.ndarray, np.ndarray] | None
 
     @property
     def raw(self) -> bool:
@@ -140,9 +142,10 @@ class CrossMoment:
     `contract(V)` returns T(I, v, ..., v) per column, `contract_pairs(U, W)` returns T(I, u, w) (order 3),
     `project(Q)` returns the dense k^order tensor T(Q, ..., Q), `contract_image(Q)` the (d,) + (k,)*(order-1)
     tensor T(I, Q, ..., Q) (the score's `image_chunk` if it has one, else `contract` on polarization probes,
-    see `nnlift.tensor.image`). Each call is one pass over the rows; `passes`
-    counts them. Construction reads the rows once (row count, NaN/inf check, mean of y); the score must already
-    be fitted (`score.fit(X)`) or is fitted here on the same rows.
+    see `nnlift.tensor.image`). Each call is one pass over the rows; `passes` counts them. Construction reads
+    the rows once (row count, NaN/inf check, mean of y, the `RowSums` in `sums`); the score must already be
+    fitted (`score.fit(X)`) or is fitted here on the same rows (a Gaussian one from those sums when d <= 256:
+    then only its Mardia check reads the rows again).
     """
 
     def __init__(self, X, y=None, order: int = 3, score="gaussian", *, chunk_rows: int = DEFAULT_CHUNK_ROWS,
@@ -157,7 +160,7 @@ class CrossMoment:
         self.n_samples, self.dim = self.source.shape
         self.score = get_score(score)
         if not self.score.is_fitted:
-            self.score.fit(self.source.features(), chunk_rows=self.chunk_rows)
+            fit_score(self.score, self.source.features(), self.chunk_rows, self.sums)
         self.passes = 0
 
     def _check_rows(self) -> RowSums:
@@ -263,15 +266,25 @@ def centred_sums(y_sum, x_sum, yx_sum, n: int, second=None, eps: float = 2.0**-2
         return np.asarray(torch.as_tensor(value).cpu(), dtype=np.float64)
 
     x_sum = as_array(x_sum)
-    weighted_xx = None
+    weighted_xx, column_sums = None, None
     if second is not None:
         xx_sum = as_array(second[0])
+        column_sums = (x_sum, xx_sum)
         mean = x_sum / n
         variance = np.maximum(np.diag(xx_sum) / n - mean**2, np.finfo(float).tiny)
         offset = float(np.max(np.abs(mean) / np.sqrt(variance)))
         if (1.0 + offset) ** 2 * eps <= RAW_MAX_ROUNDING:
             weighted_xx = as_array(second[1]) - y_mean * xx_sum
-    return RowSums(y_mean, as_array(yx_sum) - y_mean * x_sum, float(y_sum) - n * y_mean, weighted_xx)
+    return RowSums(y_mean, as_array(yx_sum) - y_mean * x_sum, float(y_sum) - n * y_mean, weighted_xx, column_sums)
+
+
+def fit_score(score, features, chunk_rows: int, sums: RowSums) -> None:
+    """Fit an unfitted score on the rows; a Gaussian one takes its mean and covariance from the construction
+    pass's column sums when there are any (one pass fewer)."""
+    if isinstance(score, GaussianScore) and sums.column_sums is not None:
+        score.fit(features, chunk_rows=chunk_rows, column_sums=sums.column_sums)
+    else:
+        score.fit(features, chunk_rows=chunk_rows)
 
 
 def make_moment(X, y=None, order: int = 3, score="gaussian", *, client=None, chunk_rows: int = DEFAULT_CHUNK_ROWS,

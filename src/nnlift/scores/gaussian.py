@@ -53,14 +53,15 @@ class GaussianScore:
         return hasattr(self, "precision_")
 
     # -- fitting ---------------------------------------------------------------------------------------
-    def fit(self, X, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> GaussianScore:
+    def fit(self, X, chunk_rows: int = DEFAULT_CHUNK_ROWS, column_sums=None) -> GaussianScore:
         """Estimate the missing mean/covariance in one pass and test the Gaussian assumption (Mardia).
 
         X is any row source; a Dask array (or a `DaskSource`, whose scheduler may be a Client) is reduced on its
-        cluster as map-reduce sums instead of streaming its blocks here.
+        cluster as map-reduce sums instead of streaming its blocks here. `column_sums` = (sum x, sum x x^T) over
+        all rows of X, when a caller already has them (`CrossMoment`'s construction pass), saves that pass.
         """
         n, d = X.shape
-        total, second = _column_sums(X, chunk_rows)
+        total, second = _column_sums(X, chunk_rows) if column_sums is None else column_sums
         mean = total / n if self.mean is None else np.asarray(self.mean, dtype=np.float64).reshape(d)
         if self.cov is None:
             cov = second / n - np.outer(total / n, total / n)
