@@ -43,7 +43,7 @@ METHODS = ("auto", "power", "jennrich", "als")
 FALLBACK_GAP = 1.1
 FALLBACK_POWER_ITER = 10
 FALLBACK_MAX_PASSES = 200
-TWO_PASS = {"subspace_iter": 1, "refine_iter": 0, "oversample": 40, "fallback": False}
+TWO_PASS = {"subspace_iter": 1, "refine_iter": 0, "oversample": 90, "fallback": False}
 
 
 @dataclass
