@@ -30,7 +30,7 @@ from ._multilinear import (
     symmetrize,
 )
 from .als import symmetric_als
-from .image import fit_weights_on_image, image_model, lift_factors, subspace_capture, subspace_image
+from .image import fit_weights_on_image, image_residual, lift_factors, subspace_capture, subspace_image
 from .jennrich import jennrich_cp
 from .operator import DenseSymmetricTensor, as_operator
 from .power import tensor_power_method
@@ -186,9 +186,7 @@ def _fit_in_subspace(op, Q, rank, method, rng, whitening, power_factors, diagnos
         return weights, normalize_columns(Q @ coefficients), projected
     choices = {"subspace": normalize_columns(Q @ coefficients), "lifted": lift_factors(image, Q, coefficients)}
     fits = {name: fit_weights_on_image(image, Q, factors) for name, factors in choices.items()}
-    norm = np.linalg.norm(image)
-    residuals = {name: float(np.linalg.norm(image - image_model(Q, fits[name], choices[name], op.order)) / norm)
-                 for name in choices}
+    residuals = {name: image_residual(image, Q, fits[name], choices[name]) for name in choices}
     kept = min(residuals, key=residuals.get)
     diagnostics["lift"] = {"residual_subspace": residuals["subspace"], "residual_lifted": residuals["lifted"],
                            "kept": kept}

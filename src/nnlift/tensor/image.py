@@ -22,7 +22,7 @@ import scipy.linalg
 from ._multilinear import normalize_columns, signs_of
 
 __all__ = ["subspace_image", "image_dense", "polarization_probes", "from_polarization", "lift_factors",
-           "fit_weights_on_image", "image_model", "subspace_capture"]
+           "fit_weights_on_image", "image_residual", "subspace_capture"]
 
 
 def image_dense(T: np.ndarray, Q: np.ndarray) -> np.ndarray:
@@ -43,6 +43,8 @@ def polarization_probes(Q: np.ndarray, order: int) -> np.ndarray:
     Order 3: q_a and q_a + q_b (a < b), r(r+1)/2 probes. Order 4: q_a, q_a + q_b, q_a - q_b (a < b) and
     q_a + q_b + q_c (a < b < c), r + r(r-1) + C(r, 3) probes = the number of distinct entries.
     """
+    if order not in (3, 4):
+        raise ValueError(f"order must be 3 or 4, got {order}")
     r = Q.shape[1]
     columns = [Q]
     pairs = _pairs(r)
@@ -53,8 +55,6 @@ def polarization_probes(Q: np.ndarray, order: int) -> np.ndarray:
             columns.append(Q[:, first] - Q[:, second])
             triples = np.array(list(itertools.combinations(range(r), 3))).reshape(-1, 3)
             columns.append(Q[:, triples[:, 0]] + Q[:, triples[:, 1]] + Q[:, triples[:, 2]])
-    elif order not in (3, 4):
-        raise ValueError(f"order must be 3 or 4, got {order}")
     return np.hstack(columns)
 
 
@@ -126,23 +126,30 @@ def lift_factors(image: np.ndarray, Q: np.ndarray, coefficients: np.ndarray) -> 
     return normalize_columns(update * signs_of(np.einsum("ij,ij->j", update, Q @ coefficients)))
 
 
-def _image_design(Q: np.ndarray, factors: np.ndarray, order: int) -> np.ndarray:
-    """Columns a_j ⊗ (Q^T a_j)^{⊗(m-1)}, flattened: the image of each rank-one term a_j^{⊗m}."""
+def _normal_equations(image: np.ndarray, Q: np.ndarray, factors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Gram matrix and right-hand side of the least-squares fit P ≈ sum_j lambda_j a_j ⊗ c_j^{⊗(m-1)}, c_j = Q^T a_j,
+    without forming the (d r^(m-1), k) design: <a_i ⊗ c_i.., a_j ⊗ c_j..> = <a_i, a_j> <c_i, c_j>^(m-1) and
+    <P, a_j ⊗ c_j..> = <a_j, P(I, c_j, ..., c_j)>."""
     captured = Q.T @ factors
-    design = factors
-    for _ in range(order - 1):
-        design = (design[:, None, :] * captured[None, :, :]).reshape(-1, factors.shape[1])
-    return design
+    gram = (factors.T @ factors) * (captured.T @ captured) ** (image.ndim - 1)
+    rhs = np.einsum("dj,dj->j", factors, _contract_tail(image, captured))
+    return gram, rhs
 
 
 def fit_weights_on_image(image: np.ndarray, Q: np.ndarray, factors: np.ndarray) -> np.ndarray:
     """Least-squares weights of P = T(I, Q, ..., Q) ≈ sum_j lambda_j a_j ⊗ (Q^T a_j)^{⊗(m-1)}, factors fixed."""
-    return scipy.linalg.lstsq(_image_design(Q, factors, image.ndim), image.reshape(-1))[0]
+    gram, rhs = _normal_equations(image, Q, factors)
+    return scipy.linalg.lstsq(gram, rhs)[0]
 
 
-def image_model(Q: np.ndarray, weights: np.ndarray, factors: np.ndarray, order: int) -> np.ndarray:
-    """The image sum_j lambda_j a_j ⊗ (Q^T a_j)^{⊗(m-1)} of the CP model, shape (d,) + (r,)*(m-1)."""
-    return (_image_design(Q, factors, order) @ weights).reshape((Q.shape[0],) + (Q.shape[1],) * (order - 1))
+_MODEL = {3: "dj,aj,bj,j->dab", 4: "dj,aj,bj,cj,j->dabc"}
+
+
+def image_residual(image: np.ndarray, Q: np.ndarray, weights: np.ndarray, factors: np.ndarray) -> float:
+    """||P - sum_j lambda_j a_j ⊗ (Q^T a_j)^{⊗(m-1)}|| / ||P||; the model is an array of the image's size."""
+    captured = Q.T @ factors
+    model = np.einsum(_MODEL[image.ndim], factors, *[captured] * (image.ndim - 1), weights, optimize=True)
+    return float(np.linalg.norm(image - model) / np.linalg.norm(image))
 
 
 def subspace_capture(Q: np.ndarray, factors: np.ndarray) -> np.ndarray:
