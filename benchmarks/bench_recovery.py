@@ -125,7 +125,8 @@ def versus(args) -> dict:
 
 def passes(args) -> dict:
     """Passes over the data vs recovery of the tensor start (no fine-tuning) for three cp_symmetric settings."""
-    settings = {"default": None, "two passes": "two_pass", "four passes": {"subspace_iter": 3, "refine_iter": 0}}
+    settings = {"default": None, "two passes": "two_pass",
+                "four passes": {"subspace_iter": 3, "refine_iter": 0, "fallback": False}}
     teacher = _teacher(args, args.seeds)
     rows = {}
     for name, options in settings.items():
