@@ -94,7 +94,7 @@ def _time_contract_config(n, d, m, dtype_name, repeats, chunk_rows, rng):
     import numpy as np
     import torch
 
-    from nnlift.moments import CrossMoment, chunk_sums, finish_sums
+    from nnlift.moments import CrossMoment, chunk_sums, finish_sums, prepare_probes
 
     np_dtype = np.float64 if dtype_name == "float64" else np.float32
     X = rng.standard_normal((n, d)).astype(np_dtype)
@@ -129,7 +129,8 @@ def _time_contract_config(n, d, m, dtype_name, repeats, chunk_rows, rng):
         return rows
 
     def kernel(statistic):
-        probes = [Ut, Wt] if statistic == "pairs" else [Ut]
+        probes = prepare_probes(score, statistic, [Ut, Wt] if statistic == "pairs" else [Ut], 3,
+                                raw=moment.sums.raw)
 
         def run():
             total = None

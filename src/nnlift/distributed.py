@@ -33,6 +33,7 @@ from .moments import (
     chunk_sums,
     finish_sums,
     fit_score,
+    prepare_probes,
     statistic_size,
 )
 from .scores import get_score
@@ -56,7 +57,8 @@ def _block_sums(X, y, score, *probes, statistic: str, order: int, y_mean: float,
     """Map step on a worker: the sum of `chunk_sums` over one row block, cut into `chunk_rows` pieces: (1, size)."""
     device = resolve_device(device)
     dtype = resolve_dtype(dtype, device)
-    probes_t = [torch.as_tensor(p, dtype=dtype, device=device) for p in probes]
+    probes_t = prepare_probes(score, statistic, [torch.as_tensor(p, dtype=dtype, device=device) for p in probes],
+                              order, raw=raw)
     total = torch.zeros(size, dtype=dtype, device=device)
     with suggest_smaller_chunks(chunk_rows):
         for start in range(0, X.shape[0], chunk_rows):

@@ -30,7 +30,7 @@ from ._backend import (
 from .scores import GaussianScore, get_score
 from .tensor.image import from_polarization, polarization_probes
 
-__all__ = ["CrossMoment", "RowSums", "chunk_sums", "finish_sums", "make_moment", "statistic_size"]
+__all__ = ["CrossMoment", "RowSums", "chunk_sums", "finish_sums", "make_moment", "prepare_probes", "statistic_size"]
 
 _ORDERS = (2, 3, 4)
 
@@ -102,11 +102,17 @@ def finish_sums(score, statistic: str, total: np.ndarray, probes: list[np.ndarra
     return out.numpy().reshape(-1)
 
 
+def prepare_probes(score, statistic: str, probes: list[torch.Tensor], order: int, raw: bool = False
+                   ) -> list[torch.Tensor]:
+    """The probes `chunk_sums` takes, once per pass: as given, or a streaming score's `streamed_probes`."""
+    return score.streamed_probes(statistic, probes, raw=raw) if _streamed(score, statistic, order) else probes
+
+
 def chunk_sums(score, statistic: str, X: torch.Tensor, w: torch.Tensor, probes: list[torch.Tensor],
                order: int, raw: bool = False) -> torch.Tensor:
     """The sum over the rows of one chunk behind each statistic (w = centred y), flattened to 1-D; for a score
     that streams the statistic (`score.streams`), the per-chunk part that `finish_sums` completes (`raw`: without
-    any mean term, when the row sums hold sum w x x^T).
+    any mean term, when the row sums hold sum w x x^T); `probes` come from `prepare_probes`.
 
     "contract": sum_r w_r S(x_r)(I, v, ..., v) per column v; "pairs": sum_r w_r S3(x_r)(I, u_i, w_i);
     "project": sum_r w_r S(x_r)(Q, ..., Q); "image": sum_r w_r S(x_r)(I, Q, ..., Q);
@@ -195,7 +201,9 @@ class CrossMoment:
 
         A pass that fails (a source error, a changed row count, out of memory) leaves the operator unchanged.
         """
-        probes_t = [torch.as_tensor(p, dtype=self.dtype, device=self.device) for p in probes]
+        probes_t = prepare_probes(self.score, statistic,
+                                  [torch.as_tensor(p, dtype=self.dtype, device=self.device) for p in probes],
+                                  self.order, raw=self.sums.raw)
         limit = self.n_samples if rows is None else min(rows, self.n_samples)
         total, seen = None, 0
         with suggest_smaller_chunks(self.chunk_rows):

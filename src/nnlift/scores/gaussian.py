@@ -144,24 +144,34 @@ class GaussianScore:
         """Whether `statistic` of this order has the streamed split (`streamed_chunk` + `streamed_finish`)."""
         return order == 3 and statistic in ("contract", "pairs")
 
-    def streamed_chunk(self, statistic: str, X: torch.Tensor, w: torch.Tensor, probes: list[torch.Tensor],
+    def streamed_probes(self, statistic: str, probes: list[torch.Tensor], raw: bool = False) -> list[torch.Tensor]:
+        """The probes as `streamed_chunk` takes them, prepared once per pass: P u (and P w' for "pairs"), each
+        followed by -mu.P u unless `raw` (the mean of the rows' products, folded into the product by X)."""
+        mean, P = self._constants(probes[0])
+        prepared = []
+        for V in probes[:1] if statistic == "contract" else probes[:2]:
+            PV = P @ V
+            prepared += [PV] if raw else [PV, -(mean @ PV)]
+        return prepared
+
+    def streamed_chunk(self, statistic: str, X: torch.Tensor, w: torch.Tensor, prepared: list[torch.Tensor],
                        raw: bool = False) -> torch.Tensor:
-        """[X^T A; 1^T A] (shape (d + 1, m)) for A = w ⊙ (Z u) ⊙ (Z w') per probe pair (u = w' for "contract").
+        """[X^T A; 1^T A] (shape (d + 1, m)) for A = w ⊙ (Z u) ⊙ (Z w') per probe pair (u = w' for "contract"),
+        from the `streamed_probes`.
 
         The rest of S3's contraction depends on the rows only through sum_r w_r x_r and sum_r w_r, which the
         moment sums once at construction, and P is applied once to the pass total (`streamed_finish`). `raw`:
         X^T A (d, m) for A = w ⊙ (X P u) ⊙ (X P w') without the mean, whose terms then come from sum w x x^T too;
         per chunk that is exactly the products by X and the elementwise products.
         """
-        mean, P = self._constants(X)
-        def times(V):
-            return X @ (P @ V) if raw else self._z_times(X, mean, P @ V)
+        def times(index):
+            return X @ prepared[index] if raw else torch.addmm(prepared[2 * index + 1], X, prepared[2 * index])
 
-        A = times(probes[0])
+        A = times(0)
         if statistic == "contract":
             A.square_()
         else:
-            A.mul_(times(probes[1]))
+            A.mul_(times(1))
         A.mul_(w[:, None])
         return X.T @ A if raw else torch.cat([X.T @ A, A.sum(dim=0, keepdim=True)])
 
