@@ -45,8 +45,9 @@ def check_order(order: int) -> int:
     return order
 
 
-# Up to this dimension the construction pass also sums w_r x_r x_r^T (n d^2 once, no more than one contract pass
-# with d / 4 probes), so that streamed statistics need no mean terms per chunk at all.
+# Up to this dimension the construction pass also sums x_r x_r^T and y_r x_r x_r^T (2 n d^2 multiply-adds once,
+# as much as one contract pass with d probes), so that streamed statistics need no mean terms per chunk at all
+# and a Gaussian score needs no covariance pass of its own.
 SECOND_MOMENT_MAX_DIM = 256
 RAW_MAX_ROUNDING = 1e-5
 
