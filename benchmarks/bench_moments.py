@@ -400,7 +400,8 @@ def worker(args) -> None:
     if args.prefit_score:
         score = _fitted_score(X, 16384)
         prefit_seconds = time.perf_counter() - started
-    est = estimate_first_layer(X, y, args.k, 3, score, random_state=args.seed, device="cpu")
+    est = estimate_first_layer(X, y, args.k, 3, score, random_state=args.seed, device="cpu",
+                               cp_options="two_pass" if args.two_pass else None)
     seconds = time.perf_counter() - started
     anon_peak = sampler.stop()
     maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss        # KiB; inherits the parent's peak (see top)
@@ -410,6 +411,7 @@ def worker(args) -> None:
         "n": args.n, "d": X.shape[1], "k": args.k, "seconds": seconds, "prefit_score_seconds": prefit_seconds,
         "score": "prefit (mean_, precision_ from one X.T@X pass; no Mardia)" if args.prefit_score
         else "gaussian (GaussianScore.fit, with Mardia)",
+        "two_pass": args.two_pass,
         "recovery_min": rec.min, "recovery_mean": rec.mean, "moment_passes": est.diagnostics["moment_passes"],
         "cp_passes": est.diagnostics.get("passes"), "subspace_gap": est.diagnostics.get("subspace_gap"),
         "samples_needed": est.diagnostics.get("samples_needed"),
@@ -423,6 +425,8 @@ def _run_worker(paths, n, k, args, prefit=False) -> dict:
            paths["A"], "--n", str(n), "--k", str(k), "--seed", str(args.seed), "--threads", str(args.threads)]
     if prefit:
         cmd.append("--prefit-score")
+    if args.two_pass:
+        cmd.append("--two-pass")
     out = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
     lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
     if out.returncode != 0 or not lines:
@@ -524,6 +528,7 @@ def main(argv=None) -> None:
     parser.add_argument("--library-score", action="store_true",
                         help="large: also run with the library's GaussianScore.fit (X.T@X + Mardia: two n*d^2 passes)")
     parser.add_argument("--tmp", default="/tmp/nnlift_bench")
+    parser.add_argument("--two-pass", action="store_true", help="scaling/large: cp_options='two_pass'")
     parser.add_argument("--keep-data", action="store_true")
     parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/moments_<part>.json)")
     parser.add_argument("--x-path")

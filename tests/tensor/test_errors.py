@@ -19,6 +19,7 @@ T = low_rank_tensor(*random_components(np.random.default_rng(0), 5, 2, orthogona
     ({"rank": 2, "n_iter": 0}, "n_iter must be an integer >= 1"),
     ({"rank": 2, "subspace_iter": 0}, "subspace_iter must be an integer >= 1"),
     ({"rank": 2, "refine_iter": -1}, "refine_iter must be an integer >= 0"),
+    ({"rank": 2, "image_oversample": -1}, "image_oversample must be an integer >= 0"),
     ({"rank": 2, "oversample": -1}, "oversample must be an integer >= 0"),
     ({"rank": 2, "tol": 0.0}, "tol must be a positive finite number"),
     ({"rank": 2, "tol": np.nan}, "tol must be a positive finite number"),

@@ -30,7 +30,7 @@ from ._multilinear import (
     symmetrize,
 )
 from .als import symmetric_als
-from .image import fit_weights_on_image, image_residual, lift_factors, subspace_capture, subspace_image
+from .image import fit_weights_on_image, image_residual, lift_factors, subspace_image
 from .jennrich import jennrich_cp
 from .operator import DenseSymmetricTensor, as_operator
 from .power import tensor_power_method
@@ -114,10 +114,8 @@ def cp_symmetric(T, rank: int, method: str = "auto", random_state=None, *, secon
     "whitening", "identity" when d = rank, or "power_factors"), "whitening" (None, "used" or "rejected: why"),
     "subspace_singular_values" and "subspace_gap" s_k / s_{k+1} (range finder, or |eigenvalues| of M2 when
     whitening; None otherwise), "lift" (relative residuals of the image for the subspace factors and the lifted
-    ones, and which were kept; without the image only "kept"), "subspace_capture" ||Q^T a_j|| of the kept
-    factors (image only), "residual"
-    ||T_P - sum_j lambda_j (Q^T a_j)^{⊗m}|| / ||T_P|| for the final factors, "iterations" per stage, "passes"
-    (contract, image and project calls on T).
+    ones, and which were kept; without the image only "kept"), "residual" ||T_P - sum_j lambda_j (Q^T a_j)^{⊗m}||
+    / ||T_P|| for the final factors, "iterations" per stage, "passes" (contract, image and project calls on T).
     """
     op = _CountedOperator(as_operator(T))
     _check_params(op.dim, rank, method, n_restarts, n_iter, tol, oversample, subspace_iter, refine_iter,
@@ -190,7 +188,6 @@ def _fit_in_subspace(op, Q, rank, method, rng, whitening, power_factors, diagnos
     kept = min(residuals, key=residuals.get)
     diagnostics["lift"] = {"residual_subspace": residuals["subspace"], "residual_lifted": residuals["lifted"],
                            "kept": kept}
-    diagnostics["subspace_capture"] = subspace_capture(Q, choices[kept])
     return fits[kept], choices[kept], projected
 
 

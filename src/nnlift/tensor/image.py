@@ -22,7 +22,7 @@ import scipy.linalg
 from ._multilinear import normalize_columns, signs_of
 
 __all__ = ["subspace_image", "image_dense", "polarization_probes", "from_polarization", "lift_factors",
-           "fit_weights_on_image", "image_residual", "subspace_capture"]
+           "fit_weights_on_image", "image_residual"]
 
 
 def image_dense(T: np.ndarray, Q: np.ndarray) -> np.ndarray:
@@ -150,8 +150,3 @@ def image_residual(image: np.ndarray, Q: np.ndarray, weights: np.ndarray, factor
     captured = Q.T @ factors
     model = np.einsum(_MODEL[image.ndim], factors, *[captured] * (image.ndim - 1), weights, optimize=True)
     return float(np.linalg.norm(image - model) / np.linalg.norm(image))
-
-
-def subspace_capture(Q: np.ndarray, factors: np.ndarray) -> np.ndarray:
-    """||Q^T a_j|| per unit factor: how much of each lifted factor the basis holds (1 = all of it)."""
-    return np.linalg.norm(Q.T @ factors, axis=0)
