@@ -24,23 +24,36 @@ from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .._backend import is_out_of_core, take_rows
-from .._training import TwoLayerParams, predict_two_layer, train_two_layer
+from .._backend import is_out_of_core
+from .._training import TwoLayerParams, predict_two_layer, random_init, train_two_layer
 from ..activations import get_activation
-from ..scores import get_score
+from ..scores import GaussianScore, get_score
 from .first_layer import choose_order, estimate_first_layer, resolve_cp_options
 from .fourier import fourier_scale_bias
+from .frame import Frame, fit_frame, frame_kind_for
 from .output_layer import fit_output_logistic, fit_output_ridge_streaming, hidden_features
+from .reliability import (
+    AGREEMENT_MIN,
+    START_MOVE_MIN,
+    Candidate,
+    frame_rows,
+    residual_has_structure,
+    residual_structure,
+    row_losses,
+    split_half_agreement,
+    start_movement,
+    validation_split,
+    verdict,
+)
 from .scale_bias import fit_scale_bias
 
 __all__ = ["LiftRegressor", "LiftClassifier", "NNLiftWarning"]
 
-_MIN_GAP = 1.5
-_MAX_RESIDUAL = 0.5
+N_RANDOM_STARTS = 3
 
 
 class NNLiftWarning(UserWarning):
-    """A condition of NN-LIFT's guarantee looks violated on this data (see `diagnostics_`)."""
+    """The fit is not reliable: `diagnostics_["reasons"]` says why (see `diagnostics_["reliable"]`)."""
 
 
 class _LiftBase(BaseEstimator):
@@ -92,76 +105,151 @@ class _LiftBase(BaseEstimator):
                 f"a covariance estimate (n > 2d + 1) and the moment far more rows; provide more data")
         return order
 
-    def _fit_hidden(self, X: np.ndarray, target: np.ndarray) -> TwoLayerParams:
-        """Steps 1-2: first-layer directions, then per-neuron scale and bias (output weights from step 2)."""
+    # -- the frame -------------------------------------------------------------------------------------------
+    def _frame_and_score(self, X, y) -> tuple[Frame, object]:
+        """The inner coordinates (`nnlift.lift.frame`) and a fresh score to fit in them.
+
+        A `GaussianScore` given with its mean/covariance whitens with them and becomes N(0, I) in the frame (the
+        same exact score); any other score is fitted on the frame's rows (a fitted non-Gaussian one keeps X as is).
+        """
+        given = self.score_function
+        kind = frame_kind_for(given)
+        mean = cov = None
+        score = copy.deepcopy(get_score(given))
+        if isinstance(given, GaussianScore):
+            mean, cov = given.mean, given.cov
+            d = X.shape[1]
+            score = GaussianScore(None if mean is None else np.zeros(d), None if cov is None else np.eye(d))
+        frame = fit_frame(X, y, kind=kind, standardize_y=y is not None, mean=mean, cov=cov)
+        for part in (score, getattr(score, "log_prob", None)):  # fitted scores and densities follow our seed
+            if getattr(part, "random_state", 0) is None:
+                part.random_state = self.random_state
+        return frame, score
+
+    # -- the whole fit, in the frame ---------------------------------------------------------------------------
+    def _fit_network(self, X, tensor_target, labels, loss: str, frame: Frame, score, out_dim) -> None:
+        """Tensor start, candidates and verdict in the frame; stores the user-unit parameters and diagnostics."""
         n, d = X.shape
         order = self._check_params(n, d)
         timings = {}
         started = time.perf_counter()
-        score = copy.deepcopy(get_score(self.score_function))
-        for part in (score, getattr(score, "log_prob", None)):  # fitted scores and densities follow our seed
-            if getattr(part, "random_state", 0) is None:
-                part.random_state = self.random_state
-        first = estimate_first_layer(X, target, int(self.n_hidden), order, score, random_state=self.random_state,
+        Z, t = frame.rows(X, tensor_target)
+        first = estimate_first_layer(Z, t, int(self.n_hidden), order, score, random_state=self.random_state,
                                      device=self.device, dtype=self.dtype, client=self.client,
                                      cp_options=self.cp_options)
+        agreement = split_half_agreement(Z, t, first.directions, first.diagnostics["component_orders"], score,
+                                         client=self.client, device=self.device, dtype=self.dtype)
         timings["tensor"] = time.perf_counter() - started
-        self._log(f"first layer from E[y·S_m], m = {order}: {first.diagnostics['moment_passes']} passes, "
-                  f"{timings['tensor']:.2f} s")
-        rng = np.random.default_rng(self.random_state)
-        rows = np.sort(rng.choice(n, size=min(n, self.scale_bias_rows), replace=False))
+        self._log(f"first layer from E[y·S_m], m = {order}: {first.diagnostics['moment_passes']} passes, split-half "
+                  f"agreement {agreement.min():.3f}, {timings['tensor']:.2f} s")
+
+        train, held_out = validation_split(n, self.max_rows, self.random_state)
+        Z_train, t_train = frame_rows(Z, t, train)
+        Z_val, t_val = frame_rows(Z, t, held_out)
+        target_train, target_val = (t_train, t_val) if labels is None else (labels[train], labels[held_out])
         started = time.perf_counter()
+        start = self._start(Z, t, Z_train, t_train, first, score, frame)
+        start = self._output_layer(Z, t, Z_train, target_train, start, loss, out_dim)
+        timings["scale_bias"] = time.perf_counter() - started
+
+        diagnostics = _first_layer_diagnostics(first, agreement)
+        doubts = []
+        if agreement.min() < AGREEMENT_MIN:
+            doubts.append(f"split-half agreement {agreement.min():.3f} < {AGREEMENT_MIN}")
+        if loss != "mse":
+            doubts.append("a classifier's moment is only approximately low-rank")
+        started = time.perf_counter()
+        candidates = [self._candidate("tensor", start, Z_train, target_train, Z_val, target_val, loss)]
+        movement = start_movement(start, candidates[0].params) if self.finetune else None
+        if movement is not None and movement < START_MOVE_MIN:
+            doubts.append(f"fine-tuning moved the first layer far from the start (matched |cos| {movement:.3f})")
+        train_rows, val_rows = (Z_train, target_train), (Z_val, target_val)
+        structure = residual_structure(candidates[0].params, train_rows, val_rows, self.activation, loss,
+                                       self.random_state)
+        if residual_has_structure(structure):
+            doubts.append(f"the tuned tensor start leaves structure in the held-out residual "
+                          f"(z = {structure['z']:.1f})")
+        if doubts and self.finetune:
+            rng = np.random.default_rng(self.random_state)
+            for i in range(N_RANDOM_STARTS):
+                init = random_init(d, int(self.n_hidden), out_dim, rng)
+                candidates.append(self._candidate(f"random-{i + 1}", init, Z_train, target_train, Z_val, target_val,
+                                                  loss))
+        timings["finetune"] = time.perf_counter() - started
+        winner = min(candidates, key=lambda c: c.validation_loss)
+        if winner is not candidates[0]:
+            structure = residual_structure(winner.params, train_rows, val_rows, self.activation, loss,
+                                           self.random_state)
+        reliable, reasons = verdict(winner, structure, doubts, bool(self.finetune))
+        final = self._polish(winner, Z, t, labels, train, held_out, loss)
+        diagnostics.update({
+            "reliable": reliable, "reasons": reasons, "doubts": doubts, "frame": frame.summary(),
+            "scale_bias_r2": self._scale_bias_r2, "start_movement": movement, "residual_structure": structure,
+            "candidates": [c.summary() for c in candidates], "winner": winner.name,
+            "validation_rows": len(held_out), "training_rows": len(train),
+            "finetune": ({k: winner.history[k] for k in ("initial_loss", "n_iter", "converged", "wall_time")}
+                         | {"final_loss": winner.history["loss"][-1] if winner.history["loss"] else None}
+                         if self.finetune else None),
+            "timings": timings, "warnings": [],
+        })
+        if not reliable:
+            message = "NN-LIFT fit is not reliable: " + "; ".join(reasons)
+            diagnostics["warnings"].append(message)
+            warnings.warn(message, NNLiftWarning, stacklevel=3)
+        self.diagnostics_ = diagnostics
+        self.n_iter_ = winner.history.get("n_iter", 0)
+        output = loss == "mse"
+        self.initial_params_ = frame.to_user(start, output=output)
+        self._store(frame.to_user(final, output=output))
+
+    def _start(self, Z, t, Z_train, t_train, first, score, frame) -> TwoLayerParams:
+        """Scale and bias per neuron for the fixed directions (least squares, or the paper's Fourier step)."""
         if self.scale_bias == "fourier":
-            if is_out_of_core(X):
+            if is_out_of_core(Z) or not isinstance(Z, np.ndarray):
                 raise ValueError("scale_bias='fourier' needs the data in memory; use 'least_squares' for "
                                  "Dask arrays, tensors and memmaps")
-            fitted = fourier_scale_bias(X, target, first, score, self.activation, random_state=self.random_state)
+            fitted = fourier_scale_bias(Z, t, first, score, self.activation, random_state=self.random_state)
         else:
-            fitted = fit_scale_bias(take_rows(X, rows), take_rows(target, rows), first.directions, self.activation)
-        timings["scale_bias"] = time.perf_counter() - started
-        diagnostics = dict(first.diagnostics)
-        diagnostics["scale_bias_r2"] = fitted.r2
-        diagnostics["timings"] = timings
-        diagnostics["warnings"] = self._guarantee_warnings(diagnostics, n)
-        self.diagnostics_ = diagnostics
+            rows = min(len(t_train), self.scale_bias_rows)
+            fitted = fit_scale_bias(Z_train[:rows], t_train[:rows], first.directions, self.activation)
+        self._scale_bias_r2 = fitted.r2
         return TwoLayerParams(first.directions * fitted.scale, fitted.bias, fitted.coef, fitted.intercept)
 
-    @staticmethod
-    def _guarantee_warnings(diag: dict, n: int) -> list[str]:
-        messages = []
-        if diag["samples_needed"] > n:
-            messages.append(f"the moment tensor is noisy: about {diag['samples_needed']:.3g} rows are needed for "
-                            f"10% error on the weakest component and there are {n}; the tensor start may be no "
-                            "better than a random one")
-        gap = diag.get("subspace_gap")
-        one_sketch = diag.get("iterations", {}).get("subspace") == 1  # a single random sketch: gaps near 1 are normal
-        if gap is not None and np.isfinite(gap) and gap < _MIN_GAP and not one_sketch:
-            messages.append(f"no clear rank-{len(diag['component_weights'])} structure in the moment "
-                            f"(singular-value gap {gap:.2f}); n_hidden may be too large or n too small")
-        if diag.get("residual", 0.0) > _MAX_RESIDUAL:
-            messages.append(f"the CP fit leaves {diag['residual']:.0%} of the projected tensor unexplained")
-        for message in messages:
-            warnings.warn(message, NNLiftWarning, stacklevel=4)
-        return messages
+    def _output_layer(self, Z, t, Z_train, target_train, start, loss, out_dim) -> TwoLayerParams:
+        """Ridge on every row (streamed) for regression; logistic/softmax regression on the training rows."""
+        if loss == "mse":
+            coef, intercept = fit_output_ridge_streaming(Z, t, start.first_layer, start.bias, self.activation,
+                                                         self.alpha)
+        else:
+            H = hidden_features(Z_train, start.first_layer, start.bias, self.activation)
+            coef, intercept = fit_output_logistic(H, target_train, self.alpha)
+            if out_dim is None:
+                intercept = float(intercept[0])
+        return TwoLayerParams(start.first_layer, start.bias, coef, intercept)
 
-    def _finetune(self, X, y, init: TwoLayerParams, loss: str) -> TwoLayerParams:
-        if not self.finetune:
-            self.n_iter_ = 0
-            return init
-        max_rows = self.max_rows
-        if is_out_of_core(X):
-            rng = np.random.default_rng(self.random_state)
-            n = X.shape[0]
-            rows = np.sort(rng.choice(n, size=min(n, max_rows or n), replace=False))
-            X, y, max_rows = take_rows(X, rows), take_rows(y, rows), None
-        params, history = train_two_layer(X, y, init, self.activation, loss=loss, optimizer=self.optimizer,
-                                          max_iter=self.max_iter, max_rows=max_rows, alpha=self.finetune_alpha,
-                                          random_state=self.random_state, device=self.device,
-                                          verbose=self.verbose)
-        self.diagnostics_["finetune"] = {k: history[k] for k in ("initial_loss", "n_iter", "converged",
-                                                                 "wall_time")}
-        self.diagnostics_["finetune"]["final_loss"] = history["loss"][-1] if history["loss"] else None
-        self.n_iter_ = history["n_iter"]
+    def _candidate(self, name, init, Z_train, target_train, Z_val, target_val, loss) -> Candidate:
+        """Fine-tune `init` on the training rows by the shared loop and score it on the held-out rows."""
+        params, history = init, {"n_iter": 0, "converged": None, "loss": []}
+        if self.finetune:
+            params, history = train_two_layer(Z_train, target_train, init, self.activation, loss=loss,
+                                              optimizer=self.optimizer, max_iter=self.max_iter,
+                                              alpha=self.finetune_alpha, random_state=self.random_state,
+                                              device=self.device, verbose=self.verbose)
+        validation = row_losses(params, Z_val, target_val, self.activation, loss)
+        train_loss = float(np.mean(row_losses(params, Z_train, target_train, self.activation, loss)))
+        return Candidate(name, params, train_loss, float(np.mean(validation)), history, validation)
+
+    def _polish(self, winner: Candidate, Z, t, labels, train, held_out, loss) -> TwoLayerParams:
+        """When rows were scarce (fewer than `max_rows` were left for training), the winner continues on every
+        row, so holding rows out for the verdict costs the final model nothing; the verdict stays the held-out one."""
+        if not self.finetune or (self.max_rows is not None and len(train) >= self.max_rows):
+            return winner.params
+        rows = np.sort(np.concatenate([train, held_out]))
+        Z_all, t_all = frame_rows(Z, t, rows)
+        target = t_all if labels is None else labels[rows]
+        params, _ = train_two_layer(Z_all, target, winner.params, self.activation, loss=loss,
+                                    optimizer=self.optimizer, max_iter=self.max_iter, alpha=self.finetune_alpha,
+                                    random_state=self.random_state, device=self.device, verbose=self.verbose)
         return params
 
     def _store(self, params: TwoLayerParams) -> None:
@@ -175,6 +263,29 @@ class _LiftBase(BaseEstimator):
         check_is_fitted(self, "first_layer_")
         X = validate_data(self, X, reset=False, dtype=np.float64)
         return predict_two_layer(self._params, X, self.activation)
+
+
+def _first_layer_diagnostics(first, agreement: np.ndarray) -> dict:
+    """The decomposition's numbers under one schema for every order, score and data path."""
+    diag = first.diagnostics
+    per_order = diag.get("per_order", [diag])
+    return {
+        "order": diag["order"],
+        "moment_passes": diag["moment_passes"],
+        "subspace_gap": diag.get("subspace_gap"),
+        "residual": diag["residual"],
+        "component_weights": diag["component_weights"],
+        "component_stderr": diag["component_stderr"],
+        "component_orders": diag["component_orders"],
+        "component_samples_needed": diag["component_samples_needed"],
+        "samples_needed": diag["samples_needed"],
+        "split_half_agreement": float(agreement.min()),
+        "component_agreement": agreement.tolist(),
+        "gaussianity": diag["gaussianity"],
+        "score": diag["score"],
+        "tensor": [{key: value for key, value in d.items() if key not in ("gaussianity", "score")}
+                   for d in per_order],
+    }
 
 
 class LiftRegressor(RegressorMixin, _LiftBase):
@@ -205,14 +316,9 @@ class LiftRegressor(RegressorMixin, _LiftBase):
             self.n_features_in_ = int(X.shape[1])
         else:
             X, y = validate_data(self, X, y, y_numeric=True, dtype=np.float64)
-        params = self._fit_hidden(X, y)
-        started = time.perf_counter()
-        coef, intercept = fit_output_ridge_streaming(X, y, params.first_layer, params.bias, self.activation,
-                                                     self.alpha)
-        params = TwoLayerParams(params.first_layer, params.bias, coef, intercept)
-        self.diagnostics_["timings"]["output_layer"] = time.perf_counter() - started
-        self.initial_params_ = params
-        self._store(self._finetune(X, y, params, "mse"))
+        self._check_params(*X.shape)
+        frame, score = self._frame_and_score(X, y)
+        self._fit_network(X, y, None, "mse", frame, score, None)
         return self
 
     def predict(self, X) -> np.ndarray:
@@ -242,15 +348,10 @@ class LiftClassifier(ClassifierMixin, _LiftBase):
         else:
             theta = np.random.default_rng(self.random_state).standard_normal(n_classes)
             target = theta[labels]
-        params = self._fit_hidden(X, target)
-        H = hidden_features(X, params.first_layer, params.bias, self.activation)
-        coef, intercept = fit_output_logistic(H, labels, self.alpha)
-        if n_classes == 2:
-            intercept = float(intercept[0])
-        params = TwoLayerParams(params.first_layer, params.bias, coef, intercept)
+        self._check_params(*X.shape)
+        frame, score = self._frame_and_score(X, None)
         loss = "logistic" if n_classes == 2 else "cross_entropy"
-        self.initial_params_ = params
-        self._store(self._finetune(X, labels, params, loss))
+        self._fit_network(X, target, labels, loss, frame, score, None if n_classes == 2 else n_classes)
         return self
 
     def decision_function(self, X) -> np.ndarray:

@@ -1,0 +1,212 @@
+"""Evidence that a fit can be trusted: split-half agreement of the tensor start, held-out rows, candidate starts.
+
+NN-LIFT's guarantee (Janzamin, Sedghi, Anandkumar 2015, Theorem 3) needs enough rows for the moment's noise to
+be small against every component's weight; the constants are unknown in practice, so nnlift measures instead:
+
+- split-half agreement: the contraction T_h(I, a_j, ..., a_j) of each recovered direction is computed on two
+  disjoint halves of the rows (even and odd rows). Both are lambda_j a_j plus the same cross terms plus
+  independent noise, so |cos| between them is near 1 exactly when the noise is small against the signal,
+  i.e. when the decomposition of the full moment is stable;
+- held-out rows: every candidate model is scored on rows it was not fitted on; the generalisation gap
+  (validation loss over training loss) shows a network too large for the rows;
+- residual structure: at the global fit of a realisable target the residual r = y - f(x) is noise, so
+  E[r g(x)] = 0 for every function g. A spurious local minimum leaves a missing neuron in r, which shows in the
+  cross-moments E[r He_m(v^T z)] of order m = 1..4 (Stein's lemma again: they carry the missing a^{⊗m}). The
+  direction v is found by power iteration on the training rows and tested on the held-out rows, so the z-score
+  is honest (no selection bias);
+- candidates: when the start is doubtful, random starts are fine-tuned by the same loop and the one with the
+  lowest held-out loss wins.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from scipy import special
+
+from .._backend import ArraySource, as_row_source, is_dask_collection, take_rows
+from .._training import TwoLayerParams, predict_two_layer
+from ..metrics import weight_recovery
+from ..moments import make_moment
+from .frame import FramedSource
+
+__all__ = ["Candidate", "split_half_agreement", "validation_split", "frame_rows", "row_losses", "verdict",
+           "residual_structure", "start_movement", "AGREEMENT_MIN", "START_MOVE_MIN"]
+
+AGREEMENT_MIN = 0.9
+START_MOVE_MIN = 0.9
+_RESIDUAL_Z_MAX = 5.0
+_RESIDUAL_ORDERS = (1, 2, 3, 4)
+_POWER_STARTS = 8
+_POWER_ITERATIONS = 15
+_GAP_MAX = 0.2
+_VALIDATION_FRACTION = 0.2
+_MAX_VALIDATION_ROWS = 20_000
+
+
+@dataclass
+class Candidate:
+    """One fine-tuned start: its name, parameters (in the frame), losses and per-row validation losses."""
+
+    name: str
+    params: TwoLayerParams
+    train_loss: float
+    validation_loss: float
+    history: dict = field(default_factory=dict)
+    validation_rows: np.ndarray | None = field(default=None, repr=False)
+
+    def summary(self) -> dict:
+        return {"name": self.name, "train_loss": self.train_loss, "validation_loss": self.validation_loss,
+                "n_iter": self.history.get("n_iter"), "converged": self.history.get("converged")}
+
+
+def _halves(X, y):
+    """The even and the odd rows of (X, y) as two row sources of the same kind (views, no copies)."""
+    if isinstance(X, FramedSource):
+        inner = X.source
+        if not isinstance(inner, ArraySource):
+            raise TypeError("split halves need an array-backed source")
+        return [(FramedSource(ArraySource(inner.X[p::2], None if inner.y is None else inner.y[p::2]), X.frame), None)
+                for p in (0, 1)]
+    if is_dask_collection(X) or isinstance(X, np.ndarray | torch.Tensor):
+        return [(X[p::2], y[p::2]) for p in (0, 1)]
+    source = as_row_source(X, y)
+    raise TypeError(f"split halves are not available for a {type(source).__name__}")
+
+
+def split_half_agreement(X, y, directions: np.ndarray, orders, score, *, client=None, device=None,
+                         dtype=None) -> np.ndarray:
+    """|cos| between T_even(I, a_j, ..., a_j) and T_odd(I, a_j, ..., a_j) per direction a_j (module docstring).
+
+    `orders[j]` is the moment order that found a_j; `score` must already be fitted (it is shared by the halves).
+    Costs two passes over the rows per order (each half's construction pass and one contraction).
+    """
+    orders = np.asarray(orders)
+    agreement = np.ones(directions.shape[1])
+    for order in np.unique(orders):
+        columns = np.flatnonzero(orders == order)
+        V = directions[:, columns]
+        images = [make_moment(Xh, yh, order=int(order), score=score, client=client, device=device,
+                              dtype=dtype).contract(V) for Xh, yh in _halves(X, y)]
+        norms = np.linalg.norm(images[0], axis=0) * np.linalg.norm(images[1], axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cosines = np.abs(np.sum(images[0] * images[1], axis=0)) / norms
+        agreement[columns] = np.where(norms > 0, cosines, 0.0)
+    return agreement
+
+
+def validation_split(n: int, max_rows: int | None, random_state) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted (train, validation) row indices: 20% of the rows (at most 20,000) held out, the training rows at
+    most `max_rows` of the rest."""
+    rng = np.random.default_rng(random_state)
+    n_validation = int(min(max(round(_VALIDATION_FRACTION * n), 1), _MAX_VALIDATION_ROWS))
+    order = rng.permutation(n)
+    train = order[n_validation:]
+    if max_rows is not None and len(train) > max_rows:
+        train = train[:max_rows]
+    return np.sort(train), np.sort(order[:n_validation])
+
+
+def frame_rows(Z, t, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The given rows of the frame's data (arrays, Dask arrays or a `FramedSource`) as float64 numpy arrays."""
+    if isinstance(Z, FramedSource):
+        inner, frame = Z.source, Z.frame
+        return frame.features(take_rows(inner.X, rows)), frame.targets(take_rows(inner.y, rows))
+    return take_rows(Z, rows), take_rows(t, rows)
+
+
+def row_losses(params: TwoLayerParams, Z: np.ndarray, target: np.ndarray, activation, loss: str) -> np.ndarray:
+    """The per-row loss of the training objective (without the weight penalty)."""
+    out = predict_two_layer(params, Z, activation)
+    if loss == "mse":
+        return (out - target) ** 2
+    if loss == "logistic":
+        return np.logaddexp(0.0, out) - target * out
+    labels = np.asarray(target, dtype=np.int64)
+    return special.logsumexp(out, axis=1) - out[np.arange(len(labels)), labels]
+
+
+def start_movement(start: TwoLayerParams, tuned: TwoLayerParams) -> float:
+    """Matched |cos| between the start's and the tuned network's first-layer columns (worst neuron)."""
+    return float(weight_recovery(start.first_layer, tuned.first_layer).min)
+
+
+def residuals(params: TwoLayerParams, Z: np.ndarray, target: np.ndarray, activation, loss: str) -> np.ndarray:
+    """y - E[y | x] under the model: (n,) for regression and binary labels, (n, C) for several classes."""
+    out = predict_two_layer(params, Z, activation)
+    if loss == "mse":
+        return target - out
+    if loss == "logistic":
+        return target - special.expit(out)
+    probabilities = special.softmax(out, axis=1)
+    return np.eye(out.shape[1])[np.asarray(target, dtype=np.int64)] - probabilities
+
+
+def _hermite(u: np.ndarray, order: int) -> np.ndarray:
+    """The probabilists' Hermite polynomial He_order(u) (orthogonal under N(0, 1))."""
+    return special.eval_hermitenorm(order, u)
+
+
+def _strongest_direction(Z: np.ndarray, r: np.ndarray, order: int, rng) -> np.ndarray:
+    """Unit v maximising |E[r He_order(v^T z)]| on these rows: closed form for orders 1-2, else power iteration
+    v <- E[r (v^T z)^(order-1) z] from several random starts (the rank-one power method of the tensor E[r z^{⊗m}])."""
+    n, d = Z.shape
+    if order == 1:
+        v = Z.T @ r / n
+        return v / max(np.linalg.norm(v), np.finfo(float).tiny)
+    if order == 2:
+        values, vectors = np.linalg.eigh((Z * r[:, None]).T @ Z / n)
+        return vectors[:, int(np.argmax(np.abs(values)))]
+    V = rng.standard_normal((d, _POWER_STARTS))
+    V /= np.linalg.norm(V, axis=0)
+    for _ in range(_POWER_ITERATIONS):
+        V = Z.T @ (r[:, None] * (Z @ V) ** (order - 1)) / n
+        V /= np.maximum(np.linalg.norm(V, axis=0), np.finfo(float).tiny)
+    strength = np.abs(np.mean(r[:, None] * _hermite(Z @ V, order), axis=0))
+    return V[:, int(np.argmax(strength))]
+
+
+def residual_structure(params: TwoLayerParams, train: tuple, held_out: tuple, activation, loss: str,
+                       random_state=None) -> dict:
+    """The largest held-out z-score of E[r He_m(v^T z)], m = 1..4, over the outputs (module docstring).
+
+    `train` and `held_out` are (Z, target) pairs in the frame. Returns {"z": the largest |z|, "order": its m}.
+    """
+    rng = np.random.default_rng(random_state)
+    r_train = residuals(params, *train, activation, loss)
+    r_val = residuals(params, *held_out, activation, loss)
+    if r_train.ndim == 1:
+        r_train, r_val = r_train[:, None], r_val[:, None]
+    largest = {"z": 0.0, "order": None}
+    for column in range(r_train.shape[1]):
+        for order in _RESIDUAL_ORDERS:
+            v = _strongest_direction(train[0], r_train[:, column], order, rng)
+            terms = r_val[:, column] * _hermite(held_out[0] @ v, order)
+            spread = float(np.std(terms))
+            z = abs(float(np.mean(terms))) / (spread / np.sqrt(len(terms))) if spread > 0 else 0.0
+            if z > largest["z"]:
+                largest = {"z": z, "order": order}
+    return largest
+
+
+def residual_has_structure(structure: dict) -> bool:
+    return structure["z"] > _RESIDUAL_Z_MAX
+
+
+def verdict(winner: Candidate, structure: dict, doubts: list[str], finetuned: bool) -> tuple[bool, list[str]]:
+    """(reliable, reasons): not reliable when the winner overfits its rows, when its held-out residual still
+    carries a network's structure (a missing neuron), or, without fine-tuning, when the tensor start is doubtful."""
+    reasons = []
+    spread = float(np.std(winner.validation_rows) / np.sqrt(len(winner.validation_rows)))
+    if winner.validation_loss > (1 + _GAP_MAX) * winner.train_loss + 2 * spread:
+        reasons.append(f"held-out loss {winner.validation_loss:.4g} is {winner.validation_loss / winner.train_loss:.2f}"
+                       f"x the training loss {winner.train_loss:.4g}: too few rows for this network (it fits noise)")
+    if residual_has_structure(structure):
+        reasons.append(f"the held-out residual still correlates with an order-{structure['order']} Hermite feature "
+                       f"(z = {structure['z']:.1f}): a neuron is missing or misplaced (a local minimum, too few "
+                       "hidden units, or too few iterations)")
+    if doubts and not finetuned:
+        reasons.append(f"the tensor start is doubtful ({'; '.join(doubts)}) and was not fine-tuned")
+    return not reasons, reasons
