@@ -27,6 +27,7 @@ def test_tensor_start_recovers_first_layer_and_finetune_reaches_noise_floor(tanh
     assert mse < 1.1 * t.noise_var
     diag = tuned.diagnostics_
     assert diag["order"] == 3 and diag["samples_needed"] < len(t.y) and diag["warnings"] == []
+    assert diag["reliable"] and diag["winner"] == "tensor" and diag["split_half_agreement"] > 0.99
     assert diag["finetune"]["final_loss"] <= diag["finetune"]["initial_loss"]
 
 
@@ -40,11 +41,12 @@ def test_same_seed_same_model_and_inputs_untouched(tanh_teacher):
     np.testing.assert_array_equal(y, y0)
 
 
-def test_too_few_samples_warns_with_the_number_needed():
+def test_too_few_samples_make_an_unreliable_start_and_say_why():
     t = make_teacher(2_000, 10, 3, "sigmoid", random_state=1)
-    with pytest.warns(NNLiftWarning, match="rows are needed"):
+    with pytest.warns(NNLiftWarning, match="split-half agreement"):
         model = LiftRegressor(3, finetune=False, random_state=0).fit(t.X, t.y)
     assert model.diagnostics_["samples_needed"] > 2_000
+    assert model.diagnostics_["reliable"] is False and model.diagnostics_["split_half_agreement"] < 0.9
 
 
 @pytest.mark.parametrize(
@@ -160,7 +162,7 @@ def test_two_pass_first_layer(tanh_teacher):
         model = LiftRegressor(3, activation="tanh", finetune=False, random_state=0, cp_options="two_pass")
         model.fit(t.X, t.y)
     assert model.diagnostics_["moment_passes"] == 2
-    assert model.diagnostics_["lift"]["kept"] == "lifted"
+    assert model.diagnostics_["tensor"][0]["lift"]["kept"] == "lifted"
     assert not any("singular-value gap" in message for message in model.diagnostics_["warnings"])
     assert weight_recovery(t.first_layer, model.first_layer_).min > 0.95
     with pytest.raises(ValueError, match="'two_pass'"):

@@ -166,7 +166,7 @@ class _LiftBase(BaseEstimator):
         train_rows, val_rows = (Z_train, target_train), (Z_val, target_val)
         structure = residual_structure(candidates[0].params, train_rows, val_rows, self.activation, loss,
                                        self.random_state)
-        if residual_has_structure(structure):
+        if self.finetune and residual_has_structure(structure):
             doubts.append(f"the tuned tensor start leaves structure in the held-out residual "
                           f"(z = {structure['z']:.1f})")
         if doubts and self.finetune:

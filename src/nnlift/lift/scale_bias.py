@@ -27,6 +27,7 @@ __all__ = ["ScaleBias", "fit_scale_bias"]
 _SCALES = np.array([-4.0, -2.0, -1.0, -0.5, 0.5, 1.0, 2.0, 4.0])
 _BIASES = np.linspace(-3.0, 3.0, 13)
 _COMMON_SCALES = (1.0, 2.0)
+_SCREEN_ROWS = 5_000
 MAX_SCALE = 20.0
 _MAX_BIAS = 3.0 * MAX_SCALE
 
@@ -77,26 +78,29 @@ def fit_scale_bias(X: np.ndarray, y: np.ndarray, directions: np.ndarray, activat
     def unpack(theta):
         return theta[:k], theta[k:2 * k], theta[2 * k:3 * k], theta[3 * k]
 
-    def residuals(theta):
+    def residuals(theta, rows=slice(None)):
         s, b, c, c0 = unpack(theta)
-        return act.numpy(U * s + b) @ c + c0 - y
+        return act.numpy(U[rows] * s + b) @ c + c0 - y[rows]
 
-    def jacobian(theta):
+    def jacobian(theta, rows=slice(None)):
         s, b, c, _ = unpack(theta)
-        pre = U * s + b
+        pre = U[rows] * s + b
         grad = act.numpy_grad(pre) * c
-        return np.hstack([grad * U, grad, act.numpy(pre), np.ones((n, 1))])
+        return np.hstack([grad * U[rows], grad, act.numpy(pre), np.ones((pre.shape[0], 1))])
 
-    def refine(theta):
+    def refine(theta, rows=slice(None)):
         theta = np.clip(theta, lower, upper)
-        return optimize.least_squares(residuals, theta, jac=jacobian, method="trf", bounds=(lower, upper),
-                                      max_nfev=max_nfev).x
+        return optimize.least_squares(lambda th: residuals(th, rows), theta, jac=lambda th: jacobian(th, rows),
+                                      method="trf", bounds=(lower, upper), max_nfev=max_nfev).x
 
     theta = np.concatenate([np.ones(k), np.zeros(k), np.zeros(k), [float(y.mean())]])
     for _ in range(rounds):
         theta = refine(_backfit(act, U, y, theta, sweeps))
-    candidates = [theta] + [refine(_common_scale_start(act, U, y, scale)) for scale in _COMMON_SCALES]
-    theta = min(candidates, key=lambda candidate: float(np.sum(residuals(candidate) ** 2)))
+    few = slice(0, _SCREEN_ROWS)  # common-scale starts are screened on a few rows; a winner is refined on all
+    candidates = [refine(_common_scale_start(act, U[few], y[few], scale), few) for scale in _COMMON_SCALES]
+    best = min(candidates, key=lambda candidate: float(np.sum(residuals(candidate) ** 2)))
+    if np.sum(residuals(best) ** 2) < np.sum(residuals(theta) ** 2):
+        theta = refine(best)
     scale, bias, coef, intercept = unpack(theta)
     r2 = 1.0 - float(np.mean(residuals(theta) ** 2) / max(np.var(y), 1e-300))
     return ScaleBias(scale.copy(), bias.copy(), coef.copy(), float(intercept), r2)

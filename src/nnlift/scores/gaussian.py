@@ -96,8 +96,11 @@ class GaussianScore:
         expected = d * (d + 2)
         if self.cov is None:  # estimated (n - 1) covariance: E[b2] = d(d+2)(n-1)/(n+1) (Mardia 1974), rescaled
             expected *= (n - 1) / (n + 1) * ((n - 1) / n) ** 2
+            variance = 8.0 * d * (d + 2) / n
+        else:  # known parameters: b2 is a mean of (chi^2_d)^2, whose variance is 8 d (d+2) (d+3)
+            variance = 8.0 * d * (d + 2) * (d + 3) / n
         return {"kurtosis": kurtosis, "kurtosis_expected": float(expected),
-                "kurtosis_z": (kurtosis - expected) / np.sqrt(8.0 * expected / n)}
+                "kurtosis_z": (kurtosis - expected) / np.sqrt(variance)}
 
     # -- contractions on a chunk of rows (torch) -------------------------------------------------------
     def _constants(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
