@@ -127,10 +127,14 @@ class _LiftBase(BaseEstimator):
         return frame, score
 
     # -- the whole fit, in the frame ---------------------------------------------------------------------------
-    def _fit_network(self, X, tensor_target, labels, loss: str, frame: Frame, score, out_dim) -> None:
-        """Tensor start, candidates and verdict in the frame; stores the user-unit parameters and diagnostics."""
+    def _fit_network(self, X, tensor_target, labels, loss: str, order, out_dim) -> None:
+        """Tensor start, candidates and verdict in the frame; stores the user-unit parameters and diagnostics.
+
+        `tensor_target` is y (regression) or the classifier's moment target; `labels` the classes (None for
+        regression, whose fine-tuning target is y in the frame).
+        """
         n, d = X.shape
-        order = self._check_params(n, d)
+        frame, score = self._frame_and_score(X, tensor_target if labels is None else None)
         timings = {}
         started = time.perf_counter()
         Z, t = frame.rows(X, tensor_target)
@@ -138,7 +142,7 @@ class _LiftBase(BaseEstimator):
                                      device=self.device, dtype=self.dtype, client=self.client,
                                      cp_options=self.cp_options)
         agreement = split_half_agreement(Z, t, first.directions, first.diagnostics["component_orders"], score,
-                                         client=self.client, device=self.device, dtype=self.dtype)
+                                         device=self.device, dtype=self.dtype)
         timings["tensor"] = time.perf_counter() - started
         self._log(f"first layer from E[y·S_m], m = {order}: {first.diagnostics['moment_passes']} passes, split-half "
                   f"agreement {agreement.min():.3f}, {timings['tensor']:.2f} s")
@@ -148,7 +152,7 @@ class _LiftBase(BaseEstimator):
         Z_val, t_val = frame_rows(Z, t, held_out)
         target_train, target_val = (t_train, t_val) if labels is None else (labels[train], labels[held_out])
         started = time.perf_counter()
-        start = self._start(Z, t, Z_train, t_train, first, score, frame)
+        start = self._start(Z, t, Z_train, t_train, first, score)
         start = self._output_layer(Z, t, Z_train, target_train, start, loss, out_dim)
         timings["scale_bias"] = time.perf_counter() - started
 
@@ -202,7 +206,7 @@ class _LiftBase(BaseEstimator):
         self.initial_params_ = frame.to_user(start, output=output)
         self._store(frame.to_user(final, output=output))
 
-    def _start(self, Z, t, Z_train, t_train, first, score, frame) -> TwoLayerParams:
+    def _start(self, Z, t, Z_train, t_train, first, score) -> TwoLayerParams:
         """Scale and bias per neuron for the fixed directions (least squares, or the paper's Fourier step)."""
         if self.scale_bias == "fourier":
             if is_out_of_core(Z) or not isinstance(Z, np.ndarray):
@@ -316,9 +320,8 @@ class LiftRegressor(RegressorMixin, _LiftBase):
             self.n_features_in_ = int(X.shape[1])
         else:
             X, y = validate_data(self, X, y, y_numeric=True, dtype=np.float64)
-        self._check_params(*X.shape)
-        frame, score = self._frame_and_score(X, y)
-        self._fit_network(X, y, None, "mse", frame, score, None)
+        order = self._check_params(*X.shape)
+        self._fit_network(X, y, None, "mse", order, None)
         return self
 
     def predict(self, X) -> np.ndarray:
@@ -348,10 +351,9 @@ class LiftClassifier(ClassifierMixin, _LiftBase):
         else:
             theta = np.random.default_rng(self.random_state).standard_normal(n_classes)
             target = theta[labels]
-        self._check_params(*X.shape)
-        frame, score = self._frame_and_score(X, None)
+        order = self._check_params(*X.shape)
         loss = "logistic" if n_classes == 2 else "cross_entropy"
-        self._fit_network(X, target, labels, loss, frame, score, None if n_classes == 2 else n_classes)
+        self._fit_network(X, target, labels, loss, order, None if n_classes == 2 else n_classes)
         return self
 
     def decision_function(self, X) -> np.ndarray:

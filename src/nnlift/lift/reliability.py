@@ -26,10 +26,9 @@ import numpy as np
 import torch
 from scipy import special
 
-from .._backend import ArraySource, as_row_source, is_dask_collection, take_rows
+from .._backend import as_read_only_tensor, iter_row_chunks, resolve_device, resolve_dtype, take_rows
 from .._training import TwoLayerParams, predict_two_layer
 from ..metrics import weight_recovery
-from ..moments import make_moment
 from .frame import FramedSource
 
 __all__ = ["Candidate", "split_half_agreement", "validation_split", "frame_rows", "row_losses", "verdict",
@@ -63,34 +62,38 @@ class Candidate:
                 "n_iter": self.history.get("n_iter"), "converged": self.history.get("converged")}
 
 
-def _halves(X, y):
-    """The even and the odd rows of (X, y) as two row sources of the same kind (views, no copies)."""
-    if isinstance(X, FramedSource):
-        inner = X.source
-        if not isinstance(inner, ArraySource):
-            raise TypeError("split halves need an array-backed source")
-        return [(FramedSource(ArraySource(inner.X[p::2], None if inner.y is None else inner.y[p::2]), X.frame), None)
-                for p in (0, 1)]
-    if is_dask_collection(X) or isinstance(X, np.ndarray | torch.Tensor):
-        return [(X[p::2], y[p::2]) for p in (0, 1)]
-    source = as_row_source(X, y)
-    raise TypeError(f"split halves are not available for a {type(source).__name__}")
-
-
-def split_half_agreement(X, y, directions: np.ndarray, orders, score, *, client=None, device=None,
-                         dtype=None) -> np.ndarray:
+def split_half_agreement(X, y, directions: np.ndarray, orders, score, *, device=None, dtype=None) -> np.ndarray:
     """|cos| between T_even(I, a_j, ..., a_j) and T_odd(I, a_j, ..., a_j) per direction a_j (module docstring).
 
-    `orders[j]` is the moment order that found a_j; `score` must already be fitted (it is shared by the halves).
-    Costs two passes over the rows per order (each half's construction pass and one contraction).
+    `orders[j]` is the moment order that found a_j; `score` must already be fitted. One pass over the rows (any
+    source `iter_row_chunks` reads; a Dask array's blocks stream through the client), each chunk's even and odd
+    rows contracted by the score; each half's target is centred by its own mean, from the same pass through
+    sum t S and sum S.
     """
     orders = np.asarray(orders)
+    groups = [(int(m), np.flatnonzero(orders == m)) for m in np.unique(orders)]
+    device = resolve_device(device)
+    dtype = resolve_dtype(dtype, device)
+    probes = {m: torch.as_tensor(directions[:, columns], dtype=dtype, device=device) for m, columns in groups}
+    weighted = [{m: 0.0 for m, _ in groups} for _ in range(2)]
+    plain = [{m: 0.0 for m, _ in groups} for _ in range(2)]
+    target_sum, rows = [0.0, 0.0], [0, 0]
+    for start, X_chunk, y_chunk in iter_row_chunks(X, y, native=True):
+        X_t = as_read_only_tensor(X_chunk, device, dtype)
+        y_t = as_read_only_tensor(y_chunk, device, dtype)
+        for half in (0, 1):
+            first = (half - start) % 2  # global row parity
+            X_h, y_h = X_t[first::2], y_t[first::2]
+            target_sum[half] += float(y_h.sum())
+            rows[half] += X_h.shape[0]
+            ones = torch.ones_like(y_h)
+            for m, _ in groups:
+                weighted[half][m] = weighted[half][m] + score.contract_chunk(X_h, y_h, probes[m], m)
+                plain[half][m] = plain[half][m] + score.contract_chunk(X_h, ones, probes[m], m)
     agreement = np.ones(directions.shape[1])
-    for order in np.unique(orders):
-        columns = np.flatnonzero(orders == order)
-        V = directions[:, columns]
-        images = [make_moment(Xh, yh, order=int(order), score=score, client=client, device=device,
-                              dtype=dtype).contract(V) for Xh, yh in _halves(X, y)]
+    for m, columns in groups:
+        images = [((weighted[h][m] - target_sum[h] / rows[h] * plain[h][m]) / rows[h]).to(torch.float64).cpu().numpy()
+                  for h in (0, 1)]
         norms = np.linalg.norm(images[0], axis=0) * np.linalg.norm(images[1], axis=0)
         with np.errstate(invalid="ignore", divide="ignore"):
             cosines = np.abs(np.sum(images[0] * images[1], axis=0)) / norms
