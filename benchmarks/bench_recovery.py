@@ -19,6 +19,7 @@ import numpy as np
 
 from nnlift import LiftRegressor
 from nnlift._io import atomic_write, write_json
+from nnlift._training import predict_two_layer
 from nnlift.baselines import BackpropRegressor
 from nnlift.datasets import make_teacher
 from nnlift.lift import NNLiftWarning
@@ -39,6 +40,8 @@ def _fit(model, teacher) -> dict:
            "recovery_min": float(weight_recovery(teacher.first_layer, model.first_layer_).min)}
     if hasattr(model, "initial_params_"):
         row["start_recovery_min"] = float(weight_recovery(teacher.first_layer, model.initial_params_.first_layer).min)
+        start = predict_two_layer(model.initial_params_, teacher.X_test, model.activation)
+        row["start_mse_over_noise"] = float(np.mean((start - teacher.y_test) ** 2) / teacher.noise_var)
         row["warnings"] = model.diagnostics_["warnings"]
     return row
 
@@ -57,7 +60,8 @@ def recovery(args) -> dict:
     for seed in range(args.seeds):
         teacher = _teacher(args, seed)
         rows.append(_fit(LiftRegressor(args.k, activation=args.activation, **_budget(args, seed)), teacher))
-        print(f"seed {seed}: start {rows[-1]['start_recovery_min']:.4f} -> tuned {rows[-1]['recovery_min']:.4f}, "
+        print(f"seed {seed}: start {rows[-1]['start_recovery_min']:.4f} (MSE {rows[-1]['start_mse_over_noise']:.2f} "
+              f"noise) -> tuned {rows[-1]['recovery_min']:.4f}, "
               f"excess/noise {rows[-1]['relative_excess']:.3g}, {rows[-1]['seconds']:.1f} s", flush=True)
     tuned = np.array([r["recovery_min"] for r in rows])
     start = np.array([r["start_recovery_min"] for r in rows])

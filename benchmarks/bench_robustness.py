@@ -131,7 +131,8 @@ def _evaluate(model, t, cell: Cell) -> dict:
     diagnostics = getattr(model, "diagnostics_", None)
     if diagnostics is not None:
         row.update(reliable=diagnostics["reliable"], reasons=diagnostics["reasons"], winner=diagnostics["winner"],
-                   doubts=diagnostics["doubts"], agreement=diagnostics["split_half_agreement"])
+                   doubts=diagnostics["doubts"], agreement=diagnostics["split_half_agreement"],
+                   residual_structure=diagnostics["residual_structure"])
     return row
 
 
