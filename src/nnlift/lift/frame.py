@@ -11,7 +11,10 @@ construction.
 x_map is diag(1 / sd) @ inv(L)^T with L the Cholesky factor of the correlation matrix: a per-feature rescaling
 or offset of X changes sd and mean but not the correlation, hence not z ("whiten"); for scores of independent
 marginals only the standardisation is applied ("standardize"), which keeps the marginals independent; a score
-given already fitted in the user's units leaves X as it is ("identity").
+given already fitted in the user's units leaves X as it is ("identity"). The frame uses the sample mean and
+covariance for every score family: they are all the frame needs to be equivariant, they stream in one pass, and
+the heavy-tailed families nnlift fits (Student-t with df > 2, mixtures) have a finite covariance; the score
+itself is then fitted on the frame's rows, where a robust fit is the score's own business.
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ from .._backend import as_read_only_tensor, iter_row_chunks, resolve_device, res
 from .._training import TwoLayerParams, predict_two_layer
 from ..metrics import weight_recovery
 from .frame import FramedSource
+from .scale_bias import MAX_SCALE
 
 __all__ = ["Candidate", "split_half_agreement", "validation_split", "frame_rows", "row_losses", "verdict",
            "residual_structure", "start_movement", "AGREEMENT_MIN", "START_MOVE_MIN"]
@@ -209,9 +210,11 @@ def residual_has_structure(structure: dict) -> bool:
 
 
 def verdict(winner: Candidate, structure: dict, doubts: list[str], finetuned: bool) -> tuple[bool, list[str]]:
-    """(reliable, reasons): not reliable when the winner overfits its rows, when its held-out residual still
-    carries a network's structure (a missing neuron; judged after fine-tuning only: a start is never at the optimum),
-    or, without fine-tuning, when the tensor start is doubtful."""
+    """(reliable, reasons). Not reliable when the winner overfits its rows; when a unit has degenerated into a
+    near-step function (|w| above `MAX_SCALE` in the whitened frame, the bound of the start's scales); when the
+    untuned start beats every fine-tuned candidate; when the held-out residual still carries a network's
+    structure (a missing neuron; judged after fine-tuning only: a start is never at the optimum); or, without
+    fine-tuning, when the tensor start is doubtful."""
     reasons = []
     spread = float(np.std(winner.validation_rows) / np.sqrt(len(winner.validation_rows)))
     if winner.validation_loss > (1 + _GAP_MAX) * winner.train_loss + 2 * spread:
@@ -223,4 +226,12 @@ def verdict(winner: Candidate, structure: dict, doubts: list[str], finetuned: bo
                        "missing or misplaced (a local minimum, too few hidden units, or too few iterations)")
     if doubts and not finetuned:
         reasons.append(f"the tensor start is doubtful ({'; '.join(doubts)}) and was not fine-tuned")
+    norms = np.linalg.norm(winner.params.first_layer, axis=0)
+    if norms.max() > MAX_SCALE:
+        reasons.append(f"{int(np.sum(norms > MAX_SCALE))} hidden unit(s) have grown to |w| up to {norms.max():.3g} in "
+                       f"whitened units (above {MAX_SCALE:g}): near-step functions whose output jumps between nearby "
+                       "inputs, a sign of fitting noise; try a larger finetune_alpha")
+    if finetuned and not winner.history.get("n_iter"):
+        reasons.append("every fine-tuned candidate does worse on held-out rows than the untuned start, which is "
+                       "returned: fine-tuning fits noise here (too few rows; try a larger finetune_alpha)")
     return not reasons, reasons
