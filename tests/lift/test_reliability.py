@@ -68,7 +68,9 @@ def test_a_bad_tensor_start_loses_to_a_random_start_and_the_fit_is_still_reliabl
     monkeypatch.setattr(estimator, "estimate_first_layer", wrong_directions)
     model = LiftRegressor(3, activation="tanh", random_state=0, max_rows=20_000).fit(teacher.X, teacher.y)
     diag = model.diagnostics_
-    assert diag["winner"].startswith("random") and len(diag["candidates"]) == 1 + estimator.N_RANDOM_STARTS
+    names = [c["name"] for c in diag["candidates"]]
+    assert names == ["tensor", "tensor start"] + [f"random-{i + 1}" for i in range(estimator.N_RANDOM_STARTS)]
+    assert diag["winner"].startswith("random")
     assert diag["doubts"] and diag["reliable"]
     assert np.mean((model.predict(teacher.X_test) - teacher.y_test) ** 2) < 1.1 * teacher.noise_var
 

@@ -203,7 +203,7 @@ class _LiftBase(BaseEstimator):
             diagnostics["warnings"].append(message)
             warnings.warn(message, NNLiftWarning, stacklevel=3)
         self.diagnostics_ = diagnostics
-        self.n_iter_ = winner.history.get("n_iter", 0)
+        self.n_iter_ = max(c.history["n_iter"] for c in candidates)  # the longest fine-tune run, kept or not
         output = loss == "mse"
         self.initial_params_ = frame.to_user(start, output=output)
         self._store(frame.to_user(final, output=output))

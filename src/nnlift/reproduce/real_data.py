@@ -169,7 +169,9 @@ def _lift_diagnostics(model, n_train: int) -> dict:
     return {"samples_needed": diag["samples_needed"], "n_train": n_train,
             "subspace_gap": diag.get("subspace_gap"), "residual": diag.get("residual"),
             "scale_bias_r2": diag["scale_bias_r2"], "kurtosis_z": (diag["gaussianity"] or {}).get("kurtosis_z"),
-            "score": score, "finetune": diag["finetune"], "guarantee_warnings": diag["warnings"]}
+            "score": score, "finetune": diag["finetune"], "finetune_seconds": diag["timings"].get("finetune", 0.0),
+            "reliable": diag["reliable"], "reasons": diag["reasons"], "winner": diag["winner"],
+            "guarantee_warnings": diag["warnings"]}
 
 
 def _row(model_name: str, metric: float | None, seconds: float, error: str | None, warning_counts: dict,
@@ -195,7 +197,7 @@ def _lift_rows(split: _Split, score: str, k: int, config: RealDataConfig, seed: 
     if error is not None:
         return [_row(name, None, seconds, error, counts), _row(f"{name} start", None, seconds, error, counts)]
     metric, start_metric, diagnostics = value
-    start_seconds = seconds - diagnostics["finetune"]["wall_time"]
+    start_seconds = seconds - diagnostics["finetune_seconds"]
     return [_row(name, metric, seconds, None, counts, diagnostics),
             _row(f"{name} start", start_metric, start_seconds, None, {})]
 
@@ -311,7 +313,9 @@ def _summarise(rows: list[dict]) -> dict:
                 entry["samples_needed_median"] = float(np.median(needed))
                 entry["samples_needed_over_n"] = float(np.mean([d["samples_needed"] > d["n_train"]
                                                                 for d in diagnostics]))
-                entry["finetune_iter_median"] = float(np.median([d["finetune"]["n_iter"] for d in diagnostics]))
+                entry["finetune_iter_median"] = float(np.median([(d["finetune"] or {"n_iter": 0})["n_iter"]
+                                                                 for d in diagnostics]))
+                entry["reliable"] = float(np.mean([d["reliable"] for d in diagnostics]))
             summary[dataset][model] = entry
     return summary
 
