@@ -228,3 +228,21 @@ def test_bad_inputs_raise_clear_errors():
 def test_bad_arguments_raise_clear_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
         LearnedScore(**kwargs)
+
+
+def test_verbose_reports_each_noise_level_its_epochs_and_the_sigma_kept(capsys):
+    X = np.random.default_rng(6).standard_normal((500, 2))
+    _quick(verbose=1).fit(X)
+    err = capsys.readouterr().err
+    for expected in ("noise level 1/2 (sigma 0.3): started, 0/2 epochs", "noise level 2/2 (sigma 0.2)",
+                     "ran all 2 epochs; best held-out loss", "held-out Hyvarinen objective",
+                     "score matching: kept sigma"):
+        assert expected in err
+    _quick(verbose=0).fit(X)
+    assert capsys.readouterr() == ("", "")
+
+
+def test_verbose_says_when_a_noise_level_stopped_early(capsys):
+    X = np.random.default_rng(6).standard_normal((500, 2))
+    LearnedScore(hidden=(8,), max_epochs=30, patience=1, noise_scale=0.3, lr=1.0, random_state=0, verbose=1).fit(X)
+    assert "stopped early after 3 of 30 epochs (no held-out gain for 1)" in capsys.readouterr().err

@@ -209,7 +209,26 @@ def test_random_init_scheme():
 def test_verbose_zero_is_silent(capsys):
     X, y, params = _classification_problem("mse")
     train_two_layer(X, y, params, "sigmoid", max_iter=3, verbose=0)
-    assert capsys.readouterr().out == ""
+    assert capsys.readouterr() == ("", "")
+
+
+def test_verbose_final_line_says_it_converged_before_the_budget(capsys):
+    X, y, params = _teacher(n=500)
+    _, history = train_two_layer(X, y, _perturb(params, 0.1, 0), "sigmoid", max_iter=200, verbose=1)
+    assert history["converged"] and history["n_iter"] < 200
+    err = capsys.readouterr().err
+    assert "L-BFGS training: started, 0/200 iterations" in err
+    assert f"L-BFGS training: converged after {history['n_iter']} of 200 iterations, loss " in err
+
+
+@pytest.mark.parametrize(("optimizer", "budget"), [("lbfgs", "3-iteration"), ("adam", "3-epoch")])
+def test_verbose_final_line_says_the_budget_ran_out(capsys, optimizer, budget):
+    X, y, params = _teacher(n=500)
+    _, history = train_two_layer(X, y, _perturb(params, 1.0, 0), "sigmoid", optimizer=optimizer, max_iter=3,
+                                 verbose=1)
+    assert not history["converged"]
+    assert f"stopped at the {budget} budget without converging, loss {history['loss'][-1]:.6g}" in (
+        capsys.readouterr().err)
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ._backend import resolve_device, resolve_dtype, to_tensor
+from ._progress import ProgressReport
 from .activations import Activation, get_activation
 
 __all__ = ["TwoLayerParams", "predict_two_layer", "random_init", "loss_and_grad", "train_two_layer", "LOSSES",
@@ -128,15 +128,18 @@ class _Objective:
         self.params = [to_tensor(np.asarray(v, order="C"), device, dtype).requires_grad_(True) for v in values]
         self.masks = _resolve_masks(train_mask, self.params, device, dtype)
 
-    def __call__(self, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def __call__(self, X: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+        """F(theta) on the rows (X, y); `weight` (mean 1 over all training rows) weights each row's loss."""
         W, b, c, c0 = self.params
         out = self.act.torch(X @ W + b) @ c + c0
         if self.loss == "mse":
-            data = torch.mean((out - y) ** 2)
+            rows = (out - y) ** 2
+            rows = rows.mean(dim=1) if rows.ndim > 1 else rows
         elif self.loss == "logistic":
-            data = F.binary_cross_entropy_with_logits(out, y)
+            rows = F.binary_cross_entropy_with_logits(out, y, reduction="none")
         else:
-            data = F.cross_entropy(out, y)
+            rows = F.cross_entropy(out, y, reduction="none")
+        data = rows.mean() if weight is None else (weight * rows).mean()
         return data + 0.5 * self.alpha * (W.square().sum() + c.square().sum())
 
     def backward(self, value: torch.Tensor) -> None:
@@ -208,15 +211,17 @@ def _tensors(X, y, loss, device, dtype):
 
 
 def loss_and_grad(params: TwoLayerParams, X, y, activation: str | Activation, *, loss: str = "mse",
-                  alpha: float = 0.0, device="cpu", dtype=torch.float64) -> tuple[float, TwoLayerParams]:
+                  alpha: float = 0.0, sample_weight=None, device="cpu", dtype=torch.float64
+                  ) -> tuple[float, TwoLayerParams]:
     """The training objective F(theta) (module docstring) and its gradient, by the same torch code as training."""
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
     device = resolve_device(device)
     dtype = resolve_dtype(dtype, device)
     X, y = _check_inputs(X, y, params, loss)
+    weight = _row_weights(sample_weight, X.shape[0], device, dtype)
     objective = _Objective(params, activation, loss, alpha, device, dtype, None)
-    value = objective(*_tensors(X, y, loss, device, dtype))
+    value = objective(*_tensors(X, y, loss, device, dtype), weight)
     objective.backward(value)
     grads = TwoLayerParams(*(p.grad.cpu().numpy().astype(np.float64) for p in objective.params))
     return float(value.detach()), grads
@@ -226,7 +231,7 @@ def train_two_layer(X, y, init: TwoLayerParams, activation: str | Activation, *,
                     optimizer: str = "lbfgs", max_iter: int = 200, lr: float | None = None, alpha: float = 0.0,
                     batch_size: int | None = None, tol: float = 1e-7, max_rows: int | None = None,
                     random_state=None, device="cpu", dtype=torch.float64, verbose: int = 0,
-                    train_mask: Mapping | None = None, n_iter_no_change: int = 10):
+                    train_mask: Mapping | None = None, n_iter_no_change: int = 10, sample_weight=None):
     """Minimise F(theta) (module docstring) from `init` by full-batch L-BFGS or by Adam; return (params, history).
 
     optimizer="lbfgs": torch.optim.LBFGS with a strong-Wolfe line search, full batch; one iteration is one
@@ -241,7 +246,10 @@ def train_two_layer(X, y, init: TwoLayerParams, activation: str | Activation, *,
     `max_rows` fits on that many rows drawn uniformly without replacement by `random_state` (which also
     shuffles Adam's batches). `train_mask` maps any of "first_layer", "bias", "coef", "intercept" to False (or
     to a boolean array broadcastable to that parameter) to freeze it; frozen entries are returned unchanged.
-    `verbose > 0` shows a rich progress bar. Inputs are never modified.
+    `sample_weight` (n,) non-negative weights the rows' losses: F's data term becomes sum_i w_i loss_i / sum_i w_i
+    (Adam's mini-batches use the weights normalised to mean 1 over all rows, an unbiased estimate of it).
+    `verbose > 0` shows progress on stderr (a bar on a terminal, log lines
+    otherwise) and a final line saying whether it converged. Inputs are never modified.
 
     history: "loss" (F after each iteration, n_iter values), "initial_loss", "n_iter", "converged" and
     "wall_time" (seconds).
@@ -264,24 +272,28 @@ def train_two_layer(X, y, init: TwoLayerParams, activation: str | Activation, *,
     dtype = resolve_dtype(dtype, device)
     rng = _as_generator(random_state)
     X, y = _check_inputs(X, y, init, loss)
+    weight = None if sample_weight is None else _checked_weights(sample_weight, X.shape[0])
     if max_rows is not None and max_rows < X.shape[0]:
         rows = np.sort(rng.choice(X.shape[0], size=max_rows, replace=False))
         X, y = X[rows], y[rows]
+        weight = None if weight is None else weight[rows]
     Xt, yt = _tensors(X, y, loss, device, dtype)
+    wt = _row_weights(weight, X.shape[0], device, dtype)
     objective = _Objective(init, activation, loss, alpha, device, dtype, train_mask)
 
     with _Progress(verbose, optimizer, max_iter) as report:
         if optimizer == "lbfgs":
-            initial, losses, converged = _run_lbfgs(objective, Xt, yt, max_iter, lr, tol, dtype, report)
+            initial, losses, converged = _run_lbfgs(objective, Xt, yt, wt, max_iter, lr, tol, dtype, report)
         else:
-            initial, losses, converged = _run_adam(objective, Xt, yt, max_iter, lr, tol, batch_size,
+            initial, losses, converged = _run_adam(objective, Xt, yt, wt, max_iter, lr, tol, batch_size,
                                                    n_iter_no_change, rng, report)
+        report.conclude(losses[-1] if losses else initial, converged)
     history = {"loss": losses, "initial_loss": initial, "n_iter": len(losses), "converged": converged,
                "wall_time": time.perf_counter() - start}
     return objective.to_params(), history
 
 
-def _run_lbfgs(objective: _Objective, X, y, max_iter, lr, tol, dtype, report):
+def _run_lbfgs(objective: _Objective, X, y, weight, max_iter, lr, tol, dtype, report):
     # One optimizer.step per iteration (max_iter=1) so the loss is recorded per iteration; the closure caches
     # its last evaluation, so re-evaluating at the point the line search accepted costs nothing.
     opt = torch.optim.LBFGS(objective.params, lr=lr, max_iter=1, max_eval=25, tolerance_grad=tol,
@@ -295,7 +307,7 @@ def _run_lbfgs(objective: _Objective, X, y, max_iter, lr, tol, dtype, report):
             for p, g in zip(objective.params, cache["grads"], strict=True):
                 p.grad = g.clone()
             return cache["value"]
-        value = objective(X, y)
+        value = objective(X, y, weight)
         objective.backward(value)
         cache.update(x=flat, value=value.detach(), grads=[p.grad.clone() for p in objective.params])
         return cache["value"]
@@ -315,12 +327,12 @@ def _run_lbfgs(objective: _Objective, X, y, max_iter, lr, tol, dtype, report):
     return initial, losses, converged
 
 
-def _run_adam(objective: _Objective, X, y, max_iter, lr, tol, batch_size, patience, rng, report):
+def _run_adam(objective: _Objective, X, y, weight, max_iter, lr, tol, batch_size, patience, rng, report):
     opt = torch.optim.Adam(objective.params, lr=lr)
     n = X.shape[0]
     batch_size = n if batch_size is None else min(batch_size, n)
     with torch.no_grad():
-        initial = float(objective(X, y))
+        initial = float(objective(X, y, weight))
     _check_finite(initial, 0)
     losses: list[float] = []
     best, stale, converged = np.inf, 0, False
@@ -329,7 +341,7 @@ def _run_adam(objective: _Objective, X, y, max_iter, lr, tol, batch_size, patien
         total = 0.0
         for begin in range(0, n, batch_size):
             rows = slice(begin, begin + batch_size) if order is None else order[begin:begin + batch_size]
-            value = objective(X[rows], y[rows])
+            value = objective(X[rows], y[rows], None if weight is None else weight[rows])
             objective.backward(value)
             opt.step()
             total += value.item() * (min(begin + batch_size, n) - begin)
@@ -343,24 +355,46 @@ def _run_adam(objective: _Objective, X, y, max_iter, lr, tol, batch_size, patien
     return initial, losses, converged
 
 
+def _checked_weights(sample_weight, n: int) -> np.ndarray:
+    """`sample_weight` as float64 (n,), finite, non-negative and not all zero."""
+    weight = np.asarray(sample_weight, dtype=np.float64)
+    if weight.shape != (n,):
+        raise ValueError(f"sample_weight must have shape ({n},), one weight per row, got {weight.shape}")
+    if not np.isfinite(weight).all() or (weight < 0).any():
+        raise ValueError("sample_weight must be finite and non-negative")
+    if not weight.sum() > 0:
+        raise ValueError("sample_weight is zero for every row: at least one row needs a positive weight")
+    return weight
+
+
+def _row_weights(sample_weight, n: int, device, dtype) -> torch.Tensor | None:
+    """The weights normalised to mean 1 as a tensor (None when not given)."""
+    if sample_weight is None:
+        return None
+    weight = _checked_weights(sample_weight, n)
+    return to_tensor(weight * (n / weight.sum()), device, dtype)
+
+
 def _check_finite(value: float, iteration: int) -> None:
     if not np.isfinite(value):
         raise FloatingPointError(f"the training objective became {value} at iteration {iteration}; "
                                  "lower lr or rescale the inputs")
 
 
-class _Progress:
-    """Context manager yielding report(loss): a rich progress bar when verbose > 0, a no-op otherwise."""
+class _Progress(ProgressReport):
+    """The training's progress (`nnlift._progress`): report(loss) after each iteration, then `conclude`."""
 
     def __init__(self, verbose, optimizer, max_iter):
-        self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("loss {task.fields[loss]:.6g}"), TimeElapsedColumn(),
-                                 disable=verbose <= 0)
-        self.task = self.progress.add_task(f"{optimizer} training", total=max_iter, loss=float("nan"))
+        super().__init__(f"{'L-BFGS' if optimizer == 'lbfgs' else 'Adam'} training", max_iter, verbose,
+                         unit="iterations" if optimizer == "lbfgs" else "epochs")
 
-    def __enter__(self):
-        self.progress.__enter__()
-        return lambda loss: self.progress.update(self.task, advance=1, loss=loss)
+    def __call__(self, loss: float) -> None:
+        self.advance(f"loss {loss:.6g}")
 
-    def __exit__(self, *exc):
-        return self.progress.__exit__(*exc)
+    def conclude(self, loss: float, converged: bool) -> None:
+        """The final line: converged after n of max_iter iterations, or stopped at the budget; the last loss."""
+        if converged:
+            status = f"converged after {self.done} of {self.total} {self.unit}"
+        else:
+            status = f"stopped at the {self.total}-{self.unit[:-1]} budget without converging"
+        self.finish(f"{status}, loss {loss:.6g}")
