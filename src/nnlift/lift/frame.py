@@ -44,7 +44,7 @@ class Frame:
     y_mean: float
     y_scale: float
     kind: str
-    x_cov: np.ndarray | None = None
+    x_correlation: np.ndarray | None = None
 
     def features(self, X) -> np.ndarray:
         """Rows of X (an in-memory array, float64 numpy) in the frame; X itself is never modified."""
@@ -89,9 +89,8 @@ class Frame:
     def summary(self) -> dict:
         """What `diagnostics_["frame"]` reports: the kind and the conditioning the whitening removed."""
         condition = None
-        if self.x_cov is not None:
-            sd = np.sqrt(np.diag(self.x_cov))
-            eigenvalues = np.linalg.eigvalsh(self.x_cov / np.outer(sd, sd))
+        if self.x_correlation is not None:
+            eigenvalues = np.linalg.eigvalsh(self.x_correlation)
             condition = float(eigenvalues[-1] / eigenvalues[0])
         return {"kind": self.kind, "correlation_condition": condition, "y_mean": self.y_mean,
                 "y_scale": self.y_scale}
@@ -143,39 +142,44 @@ def frame_kind_for(score) -> str:
 
 
 def fit_frame(X, y=None, *, kind: str = "whiten", standardize_y: bool = True, mean=None, cov=None,
-              chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Frame:
-    """The frame of (X, y) from one pass: shifted sums (shift = the first row, so offsets cost no precision),
-    every value checked finite; `mean`/`cov` given (an exact Gaussian score) replace the estimates.
+              sample_weight=None, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Frame:
+    """The frame of (X, y) from one pass: shifted sums (shift = the first row, so offsets cost no precision) in
+    per-column power-of-two units (so values near 1e300 do not overflow when squared), every value checked
+    finite; `mean`/`cov` given (an exact Gaussian score) replace the estimates. `sample_weight` (in-memory rows,
+    normalised to mean 1) gives the weighted mean and covariance.
 
     Raises a ValueError naming constant or collinear columns and a constant y: no frame exists for them.
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    n, d, shift, total, second, y_stats = _shifted_sums(X, y, chunk_rows)
-    x_mean = shift + total / n
-    x_cov = (second - np.outer(total, total) / n) / max(n - 1, 1)
+    sums = _shifted_sums(X, y, sample_weight, chunk_rows)
+    n, d, unit = sums.n, sums.shift.size, sums.unit
+    x_mean = sums.shift + unit * (sums.total / n)
+    cov_in_units = (sums.second - np.outer(sums.total, sums.total) / n) / max(n - 1, 1)
     if mean is not None:
         x_mean = np.asarray(mean, dtype=np.float64).reshape(d)
     if cov is not None:
-        x_cov = np.asarray(cov, dtype=np.float64)
+        unit = np.ones(d)
+        cov_in_units = np.asarray(cov, dtype=np.float64)
     y_mean, y_scale = 0.0, 1.0
-    if standardize_y and y_stats is not None:
-        y_shift, y_total, y_second = y_stats
-        y_mean = y_shift + y_total / n
-        y_scale = float(np.sqrt(max(y_second - y_total**2 / n, 0.0) / max(n - 1, 1)))
+    if standardize_y and sums.y is not None:
+        y_shift, y_unit, y_total, y_second = sums.y
+        y_mean = y_shift + y_unit * (y_total / n)
+        y_scale = y_unit * float(np.sqrt(max(y_second - y_total**2 / n, 0.0) / max(n - 1, 1)))
         if not y_scale > _CONSTANT_RTOL * max(abs(y_mean), np.finfo(float).tiny):
             raise ValueError(f"y is constant (every value is {y_mean:.6g}); there is nothing to fit")
-    sd = np.sqrt(np.maximum(np.diag(x_cov), 0.0))
+    sd_in_units = np.sqrt(np.maximum(np.diag(cov_in_units), 0.0))
+    sd = unit * sd_in_units
     constant = np.flatnonzero(~(sd > _CONSTANT_RTOL * np.maximum(np.abs(x_mean), np.finfo(float).tiny)))
     if constant.size:
         listed = ", ".join(f"{j} (= {x_mean[j]:.6g})" for j in constant[:10])
         raise ValueError(f"column(s) {listed} of X are constant: they carry no information and leave the input "
                          "covariance singular; drop them before fitting")
+    correlation = cov_in_units / np.outer(sd_in_units, sd_in_units)
     if kind == "identity":
-        return Frame(np.zeros(d), np.eye(d), y_mean, y_scale, kind, x_cov)
+        return Frame(np.zeros(d), np.eye(d), y_mean, y_scale, kind, correlation)
     if kind == "standardize":
-        return Frame(x_mean, np.diag(1.0 / sd), y_mean, y_scale, kind, x_cov)
-    correlation = x_cov / np.outer(sd, sd)
+        return Frame(x_mean, np.diag(1.0 / sd), y_mean, y_scale, kind, correlation)
     eigenvalues = np.linalg.eigvalsh(correlation)
     if eigenvalues[0] <= _MIN_CORRELATION_EIGENVALUE:
         loadings = np.linalg.eigh(correlation)[1][:, 0]
@@ -184,50 +188,86 @@ def fit_frame(X, y=None, *, kind: str = "whiten", standardize_y: bool = True, me
                          f"eigenvalue {eigenvalues[0]:.3g}; drop or combine them before fitting")
     lower = np.linalg.cholesky(correlation)
     x_map = np.linalg.solve(lower, np.diag(1.0 / sd)).T  # diag(1/sd) @ inv(L)^T
-    return Frame(x_mean, x_map, y_mean, y_scale, kind, x_cov)
+    return Frame(x_mean, x_map, y_mean, y_scale, kind, correlation)
 
 
-def _shifted_sums(X, y, chunk_rows: int):
-    """n, d, the shift (first row), sum (x - shift), sum (x - shift)(x - shift)^T and y's shifted sums."""
+@dataclass(frozen=True)
+class _Sums:
+    """One pass's sufficient statistics: n (the weight total), the shift (first row), per-column power-of-two
+    units, sum w (x - shift) / unit, sum w (x - shift)(x - shift)^T / unit unit^T, and y's (shift, unit, sum,
+    sum of squares) or None."""
+
+    n: float
+    shift: np.ndarray
+    unit: np.ndarray
+    total: np.ndarray
+    second: np.ndarray
+    y: tuple | None
+
+
+def _power_of_two_units(centred: np.ndarray) -> np.ndarray:
+    """2^ceil(log2 max |column|) (1 for zero columns): dividing by it is exact and keeps squares finite."""
+    largest = np.max(np.abs(centred), axis=0) if centred.size else np.zeros(centred.shape[1:])
+    return np.where(largest > 0, np.exp2(np.ceil(np.log2(np.where(largest > 0, largest, 1.0)))), 1.0)
+
+
+def _shifted_sums(X, y, sample_weight, chunk_rows: int) -> _Sums:
+    """The statistics of `_Sums` in one pass over X (and y); Dask arrays are reduced on their cluster."""
     if is_dask_collection(X):
-        import dask
-        import dask.array as da
-
-        X = da.asarray(X).astype(np.float64)
-        shift = np.asarray(X[0].compute())
-        centred = X - shift
-        parts = [centred.sum(axis=0), centred.T @ centred, da.isfinite(X).all()]
-        y_part = None
-        if y is not None:
-            y = da.asarray(y).astype(np.float64)
-            y_shift = float(y[0].compute())
-            y_part = [(y - y_shift).sum(), ((y - y_shift) ** 2).sum(), da.isfinite(y).all()]
-            parts += y_part
-        values = dask.compute(*parts)
-        if not values[2] or (y is not None and not values[5]):
-            raise ValueError("X or y contains NaN or inf; remove or impute such rows before fitting")
-        y_stats = None if y is None else (y_shift, float(values[3]), float(values[4]))
-        return X.shape[0], X.shape[1], shift, np.asarray(values[0]), np.asarray(values[1]), y_stats
-    n, shift, total, second = 0, None, None, None
-    y_shift, y_total, y_second = None, 0.0, 0.0
+        return _dask_sums(X, y)
+    n, shift, unit, total, second = 0.0, None, None, None, None
+    y_shift, y_unit, y_total, y_second = None, 1.0, 0.0, 0.0
     for start, X_chunk, y_chunk in iter_row_chunks(X, y, chunk_rows):
         X_chunk = np.asarray(X_chunk, dtype=np.float64)
         _check_finite(X_chunk, "X", start)
+        w = None if sample_weight is None else sample_weight[start:start + X_chunk.shape[0]]
         if shift is None:
             shift = X_chunk[0].copy()
+            unit = _power_of_two_units(X_chunk - shift)
             total, second = np.zeros_like(shift), np.zeros((shift.size, shift.size))
-        centred = X_chunk - shift
-        total += centred.sum(axis=0)
-        second += centred.T @ centred
+        centred = (X_chunk - shift) / unit
+        weighted = centred if w is None else centred * w[:, None]
+        total += weighted.sum(axis=0)
+        second += weighted.T @ centred
         if y_chunk is not None:
             y_chunk = np.asarray(y_chunk, dtype=np.float64)
             _check_finite(y_chunk, "y", start)
-            y_shift = float(y_chunk[0]) if y_shift is None else y_shift
-            y_total += float(np.sum(y_chunk - y_shift))
-            y_second += float(np.sum((y_chunk - y_shift) ** 2))
-        n += X_chunk.shape[0]
-    y_stats = None if y_shift is None else (y_shift, y_total, y_second)
-    return n, shift.size, shift, total, second, y_stats
+            if y_shift is None:
+                y_shift = float(y_chunk[0])
+                y_unit = float(_power_of_two_units((y_chunk - y_shift)[:, None])[0])
+            y_centred = (y_chunk - y_shift) / y_unit
+            y_weighted = y_centred if w is None else y_centred * w
+            y_total += float(np.sum(y_weighted))
+            y_second += float(y_weighted @ y_centred)
+        n += X_chunk.shape[0] if w is None else float(w.sum())
+    y_stats = None if y_shift is None else (y_shift, y_unit, y_total, y_second)
+    return _Sums(n, shift, unit, total, second, y_stats)
+
+
+def _dask_sums(X, y) -> _Sums:
+    import dask
+    import dask.array as da
+
+    X = da.asarray(X).astype(np.float64)
+    first = X[:1024].compute()
+    shift = np.asarray(first[0])
+    unit = _power_of_two_units(first - shift)
+    centred = (X - shift) / unit
+    parts = [centred.sum(axis=0), centred.T @ centred, da.isfinite(X).all()]
+    y_stats = None
+    if y is not None:
+        y = da.asarray(y).astype(np.float64)
+        y_first = np.asarray(y[:1024].compute())
+        y_shift = float(y_first[0])
+        y_unit = float(_power_of_two_units((y_first - y_shift)[:, None])[0])
+        y_centred = (y - y_shift) / y_unit
+        parts += [y_centred.sum(), (y_centred**2).sum(), da.isfinite(y).all()]
+    values = dask.compute(*parts)
+    if not values[2] or (y is not None and not values[5]):
+        raise ValueError("X or y contains NaN or inf; remove or impute such rows before fitting")
+    if y is not None:
+        y_stats = (y_shift, y_unit, float(values[3]), float(values[4]))
+    return _Sums(float(X.shape[0]), shift, unit, np.asarray(values[0]), np.asarray(values[1]), y_stats)
 
 
 def _check_finite(values: np.ndarray, name: str, start: int) -> None:

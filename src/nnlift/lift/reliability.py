@@ -175,28 +175,32 @@ def _strongest_direction(Z: np.ndarray, r: np.ndarray, order: int, rng) -> np.nd
 
 
 def residual_structure(params: TwoLayerParams, train: tuple, held_out: tuple, activation, loss: str,
-                       random_state=None) -> dict:
+                       random_state=None, weights: tuple | None = None) -> dict:
     """The largest held-out z-score of E[r He_m(v^T z)], m = 1..4, over the outputs (module docstring).
 
-    `train` and `held_out` are (Z, target) pairs in the frame. Returns {"z": the largest |z|, "order": its m,
-    "explained": the share of the residual's mean square a linear fit on that feature would remove}.
+    `train` and `held_out` are (Z, target) pairs in the frame; `weights` optional (train, held-out) row weights of
+    mean 1, which make every mean a weighted mean. Returns {"z": the largest |z|, "order": its m, "explained": the
+    share of the residual's mean square a linear fit on that feature would remove}.
     """
     rng = np.random.default_rng(random_state)
+    w_train, w_val = (np.ones(len(train[1])), np.ones(len(held_out[1]))) if weights is None else weights
     train = tuple(part[:_DIRECTION_ROWS] for part in train)  # the direction only needs a rough estimate
     r_train = residuals(params, *train, activation, loss)
     r_val = residuals(params, *held_out, activation, loss)
     if r_train.ndim == 1:
         r_train, r_val = r_train[:, None], r_val[:, None]
+    r_train = r_train * w_train[:_DIRECTION_ROWS, None]
     largest = {"z": 0.0, "order": None, "explained": 0.0}
     for column in range(r_train.shape[1]):
         for order in _RESIDUAL_ORDERS:
             v = _strongest_direction(train[0], r_train[:, column], order, rng)
             feature = _hermite(held_out[0] @ v, order)
-            terms = r_val[:, column] * feature
+            terms = w_val * r_val[:, column] * feature
             spread = float(np.std(terms))
             z = abs(float(np.mean(terms))) / (spread / np.sqrt(len(terms))) if spread > 0 else 0.0
             if z > largest["z"]:
-                share = float(np.mean(terms) ** 2 / (np.mean(r_val[:, column] ** 2) * np.mean(feature**2)))
+                share = float(np.mean(terms) ** 2 / (np.mean(w_val * r_val[:, column] ** 2)
+                                                     * np.mean(w_val * feature**2)))
                 largest = {"z": z, "order": order, "explained": share}
     return largest
 
