@@ -1,4 +1,5 @@
-"""Files are written whole, with ordinary permissions, and a failed write leaves nothing behind."""
+"""Files are written whole, flushed to disk, with ordinary permissions; a failed write leaves nothing behind; a
+missing folder is an error, not silently created."""
 
 import json
 import os
@@ -6,11 +7,11 @@ import stat
 
 import pytest
 
-from nnlift._io import atomic_write, write_json
+from nnlift._io import atomic_write, ensure_folder, write_json
 
 
 def test_write_json_round_trips_with_umask_permissions(tmp_path):
-    path = write_json(tmp_path / "sub" / "r.json", {"a": 1.5})
+    path = write_json(tmp_path / "r.json", {"a": 1.5})
     assert json.loads(path.read_text()) == {"a": 1.5}
     umask = os.umask(0)
     os.umask(umask)
@@ -30,3 +31,29 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
         atomic_write(target, broken)
     assert target.read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.npz"]
+
+
+def test_a_missing_folder_is_an_error_and_is_not_created(tmp_path):
+    with pytest.raises(FileNotFoundError, match=f"folder '{tmp_path / 'x' / 'y'}' does not exist; create it first"):
+        write_json(tmp_path / "x" / "y" / "r.json", {"a": 1})
+    assert not list(tmp_path.iterdir())
+    path = write_json(ensure_folder(tmp_path / "x" / "y") / "r.json", {"a": 1})
+    assert json.loads(path.read_text()) == {"a": 1}
+
+
+def test_the_file_is_flushed_before_the_rename_and_the_folder_after(tmp_path, monkeypatch):
+    events = []
+    fsync, replace = os.fsync, os.replace
+
+    def recording_fsync(fd):
+        events.append("fsync folder" if stat.S_ISDIR(os.fstat(fd).st_mode) else "fsync file")
+        fsync(fd)
+
+    def recording_replace(source, target):
+        events.append("replace")
+        replace(source, target)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    monkeypatch.setattr(os, "replace", recording_replace)
+    write_json(tmp_path / "r.json", {"a": 1})
+    assert events == ["fsync file", "replace", "fsync folder"]

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from numpy.lib.npyio import NpzFile
 
 from ._io import atomic_write
 from ._training import TwoLayerParams, predict_two_layer
@@ -14,6 +16,8 @@ from ._training import TwoLayerParams, predict_two_layer
 __all__ = ["SavedModel", "save_model", "load_model"]
 
 FORMAT = "nnlift-two-layer/1"
+ARRAYS = ("header", "first_layer", "bias", "coef", "intercept")
+HEADER_KEYS = ("activation", "task", "feature_names", "target", "classes")
 
 
 @dataclass
@@ -54,14 +58,49 @@ def save_model(path: str | Path, estimator, feature_names: list[str], target: st
     return atomic_write(path, write)
 
 
+def _not_a_model(path, reason: str) -> ValueError:
+    return ValueError(f"{path} is not an nnlift model file ({reason})")
+
+
+def _read_arrays(path: str | Path) -> dict[str, np.ndarray]:
+    """The arrays `save_model` writes, read without ever unpickling; ValueError saying what is wrong otherwise."""
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (ValueError, EOFError, zipfile.BadZipFile):
+        raise _not_a_model(path, "not an .npz archive") from None
+    if not isinstance(data, NpzFile):
+        raise _not_a_model(path, "a single .npy array, not an .npz archive")
+    with data:
+        missing = [key for key in ARRAYS if key not in data.files]
+        if missing:
+            raise _not_a_model(path, f"no {', '.join(missing)} array")
+        try:
+            return {key: data[key] for key in ARRAYS}
+        except (ValueError, EOFError, zipfile.BadZipFile):
+            raise _not_a_model(path, "an array holds Python objects or is damaged; nnlift never unpickles") from None
+
+
+def _read_header(path: str | Path, text: np.ndarray) -> dict:
+    """The JSON header, checked for the format tag and every key `load_model` reads."""
+    try:
+        header = json.loads(str(text))
+    except ValueError:
+        raise _not_a_model(path, "its header is not JSON") from None
+    found = header.get("format") if isinstance(header, dict) else None
+    if found != FORMAT:
+        raise _not_a_model(path, f"format {found!r}")
+    missing = [key for key in HEADER_KEYS if key not in header]
+    if missing:
+        raise _not_a_model(path, f"its header lacks {', '.join(missing)}")
+    return header
+
+
 def load_model(path: str | Path) -> SavedModel:
-    """Load a model written by `save_model`."""
-    with np.load(path, allow_pickle=False) as data:
-        header = json.loads(str(data["header"]))
-        if header.get("format") != FORMAT:
-            raise ValueError(f"{path} is not an nnlift model file (format {header.get('format')!r})")
-        intercept = data["intercept"]
-        params = TwoLayerParams(data["first_layer"], data["bias"], data["coef"],
-                                float(intercept) if intercept.ndim == 0 else intercept)
+    """Load a model written by `save_model`; any other file is a ValueError (nothing is ever unpickled)."""
+    arrays = _read_arrays(path)
+    header = _read_header(path, arrays["header"])
+    intercept = arrays["intercept"]
+    params = TwoLayerParams(arrays["first_layer"], arrays["bias"], arrays["coef"],
+                            float(intercept) if intercept.ndim == 0 else intercept)
     return SavedModel(params, header["activation"], header["task"], header["feature_names"], header["target"],
                       header["classes"])
