@@ -31,7 +31,7 @@ from .._backend import is_dask_collection, is_out_of_core
 from .._training import OPTIMIZERS, TwoLayerParams, predict_two_layer, random_init, train_two_layer
 from ..activations import Activation, available_activations
 from ..scores import SCORE_NAMES, GaussianScore, get_score
-from .first_layer import choose_order, estimate_first_layer, resolve_cp_options
+from .first_layer import choose_order, estimate_first_layer, estimate_first_layer_coupled, resolve_cp_options
 from .fourier import fourier_scale_bias
 from .frame import Frame, fit_frame, frame_kind_for
 from .output_layer import fit_output_logistic, fit_output_ridge_streaming, hidden_features
@@ -148,26 +148,40 @@ class _LiftBase(BaseEstimator):
         return frame, score
 
     # -- the whole fit, in the frame ---------------------------------------------------------------------------
-    def _fit_network(self, X, tensor_target, labels, loss: str, order, out_dim, weight=None) -> None:
+    def _fit_network(self, X, tensor_target, labels, loss: str, order, out_dim, weight=None, class_targets=None
+                     ) -> None:
         """Tensor start, candidates and verdict in the frame; stores the user-unit parameters and diagnostics.
 
         `tensor_target` is y (regression) or the classifier's moment target; `labels` the classes (None for
         regression, whose fine-tuning target is y in the frame); `weight` the row weights (mean 1) or None: every
-        step then uses weighted means, the moment E[w t S_m(z)] / E[w] included.
+        step then uses weighted means, the moment E[w t S_m(z)] / E[w] included. `class_targets` (n, C): the
+        first layer is then the coupled decomposition of every column's moment (`estimate_first_layer_coupled`),
+        and each direction's split-half check uses its own mix of the columns.
         """
         n, d = X.shape
         frame, score = self._frame_and_score(X, tensor_target if labels is None else None, weight)
         timings = {}
         started = time.perf_counter()
         Z, t = frame.rows(X, tensor_target)
-        moment_target = t if weight is None else weight * (t - weight @ t / weight.sum())  # centred: E_w[w (t - m_w)]
         if weight is not None:
             score = _fitted_on_weighted_rows(score, Z, weight, self.random_state)
-        first = estimate_first_layer(Z, moment_target, int(self.n_hidden), order, score,
-                                     random_state=self.random_state, device=self.device, dtype=self.dtype,
-                                     client=self.client, cp_options=self.cp_options)
-        agreement = split_half_agreement(Z, moment_target, first.directions, first.diagnostics["component_orders"],
-                                         score, device=self.device, dtype=self.dtype)
+        options = {"device": self.device, "dtype": self.dtype}
+        if class_targets is None:
+            moment_target = _moment_target(t, weight)
+            first = estimate_first_layer(Z, moment_target, int(self.n_hidden), order, score,
+                                         random_state=self.random_state, client=self.client,
+                                         cp_options=self.cp_options, **options)
+            agreement = split_half_agreement(Z, moment_target, first.directions,
+                                             first.diagnostics["component_orders"], score, **options)
+        else:
+            columns = [_moment_target(column, weight) for column in class_targets.T]
+            first = estimate_first_layer_coupled([frame.rows(X, column) for column in columns], int(self.n_hidden),
+                                                 order, score, random_state=self.random_state, client=self.client,
+                                                 **options)
+            agreement = np.concatenate([
+                split_half_agreement(*frame.rows(X, np.column_stack(columns) @ first.target_weights[:, i]),
+                                     first.directions[:, i:i + 1], first.diagnostics["component_orders"][i:i + 1],
+                                     score, **options) for i in range(int(self.n_hidden))])
         timings["tensor"] = time.perf_counter() - started
         self._log(f"first layer: {int(self.n_hidden)} directions from the order-{order} moment in "
                   f"{first.diagnostics['moment_passes']} passes over the data ({timings['tensor']:.1f} s); the two "
@@ -323,6 +337,12 @@ def _detached(a):
     return a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else a
 
 
+def _moment_target(t: np.ndarray, weight) -> np.ndarray:
+    """The moment's target: t, or w (t - m_w) with the weighted mean m_w, so E_n[w (t - m_w) S] is the weighted
+    centred moment."""
+    return t if weight is None else weight * (t - weight @ t / weight.sum())
+
+
 def _mean_one(weight: np.ndarray) -> np.ndarray:
     return weight * (len(weight) / weight.sum())
 
@@ -465,14 +485,17 @@ class LiftClassifier(ClassifierMixin, _LiftBase):
         n_classes = len(self.classes_)
         if n_classes < 2:
             raise ValueError(f"LiftClassifier needs at least 2 classes in y, got 1 class ({self.classes_[0]!r})")
+        class_targets = None
         if n_classes == 2:
             target = labels.astype(np.float64)
-        else:
+        else:  # the coupled moments of the one-hot columns give the directions; a random mix is the scale/bias target
             theta = np.random.default_rng(self.random_state).standard_normal(n_classes)
             target = theta[labels]
+            class_targets = np.eye(n_classes)[labels]
         order = self._check_params(*X.shape)
         loss = "logistic" if n_classes == 2 else "cross_entropy"
-        self._fit_network(X, target, labels, loss, order, None if n_classes == 2 else n_classes, weight)
+        self._fit_network(X, target, labels, loss, order, None if n_classes == 2 else n_classes, weight,
+                          class_targets)
         return self
 
     def decision_function(self, X) -> np.ndarray:

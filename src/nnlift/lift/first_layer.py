@@ -11,12 +11,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import scipy.linalg
 
 from ..activations import gaussian_derivative_expectation
 from ..moments import make_moment
 from ..tensor import TWO_PASS, cp_symmetric
+from ..tensor._multilinear import normalize_columns
+from ..tensor.coupled import coupled_cp
 
-__all__ = ["FirstLayerEstimate", "choose_order", "estimate_first_layer", "required_samples", "resolve_cp_options"]
+__all__ = ["FirstLayerEstimate", "choose_order", "estimate_first_layer", "estimate_first_layer_coupled",
+           "required_samples", "resolve_cp_options"]
+
+_COUPLED_OVERSAMPLE = 5
 
 _REL_STDERR = 0.1
 _MAX_OVERLAP = 0.95
@@ -66,11 +72,13 @@ def _most_needed(needed) -> int | float:
 
 @dataclass
 class FirstLayerEstimate:
-    """Unit-norm directions (d, k), CP weights lambda (k,) and the numbers behind them."""
+    """Unit-norm directions (d, k), CP weights lambda (k,) and the numbers behind them; for a coupled estimate,
+    `target_weights` (targets, k): each component's weight w_ij in each target's moment."""
 
     directions: np.ndarray
     weights: np.ndarray
     diagnostics: dict = field(default_factory=dict)
+    target_weights: np.ndarray | None = None
 
 
 def estimate_first_layer(X, y, n_hidden: int, order: int | tuple[int, ...], score, *, random_state=None,
@@ -111,6 +119,59 @@ def estimate_first_layer(X, y, n_hidden: int, order: int | tuple[int, ...], scor
     return FirstLayerEstimate(directions, weights, diagnostics)
 
 
+def estimate_first_layer_coupled(class_rows, n_hidden: int, order: int | tuple[int, ...], score, *,
+                                 random_state=None, device=None, dtype=None, client=None) -> FirstLayerEstimate:
+    """Directions shared by the moments E[t_j · S_order(x)] of several targets (a classifier's one-hot columns):
+    T_j = sum_i w_ij a_i^{⊗m}, decomposed jointly (`nnlift.tensor.coupled_cp`) instead of one random mix of the
+    targets, in which a neuron's contributions to different classes can cancel.
+
+    `class_rows` is a list of (X, t_j) row sources, one per target (the same rows). The shared span comes from the
+    images T_j(I, v, v) of every target side by side (two rounds of probes), each T_j is projected onto it and the
+    small projected tensors are decomposed together. `moment_passes` counts 3 per target and order (two probe
+    rounds, the projection), as `estimate_first_layer` counts its decomposition's passes. Diagnostics as
+    `estimate_first_layer`; a component's weight is ||(w_ij)_j|| and its standard error treats the targets' errors
+    as independent.
+    """
+    if isinstance(order, tuple):
+        estimates = [estimate_first_layer_coupled(class_rows, n_hidden, m, score, random_state=random_state,
+                                                  device=device, dtype=dtype, client=client) for m in order]
+        return merge_components(estimates, n_hidden)
+    moments = [make_moment(X, t, order=order, score=score, client=client, device=device, dtype=dtype)
+               for X, t in class_rows]
+    rng = np.random.default_rng(random_state)
+    dim = moments[0].dim
+    width = min(dim, n_hidden + _COUPLED_OVERSAMPLE)
+    probes = np.linalg.qr(rng.standard_normal((dim, width)))[0]
+    for _ in range(2):
+        images = np.hstack([moment.contract(probes) for moment in moments])
+        basis = scipy.linalg.svd(images, full_matrices=False)[0]
+        probes = basis[:, :width]
+    basis = basis[:, :n_hidden]
+    joint = coupled_cp(np.stack([moment.project(basis) for moment in moments]), n_hidden, random_state=rng)
+    directions = normalize_columns(basis @ joint.factors)
+    weights = np.linalg.norm(joint.weights, axis=0)
+    row_norm_sq = np.sum([moment.row_norm_sq(directions) * w**2 for moment, w in zip(moments, joint.weights,
+                                                                                        strict=True)], axis=0)
+    row_norm_sq = row_norm_sq / np.maximum(weights**2, np.finfo(float).tiny)
+    stderr = np.sqrt(row_norm_sq / moments[0].n_samples)
+    needed = required_samples(row_norm_sq, weights)
+    score_used = moments[0].score
+    return FirstLayerEstimate(directions, weights, {
+        "order": order,
+        "method": "coupled",
+        "moment_passes": sum(moment.passes for moment in moments),
+        "subspace_gap": None,
+        "residual": joint.residual,
+        "component_weights": weights.tolist(),
+        "component_stderr": stderr.tolist(),
+        "component_orders": [order] * n_hidden,
+        "component_samples_needed": needed.tolist(),
+        "samples_needed": _most_needed(needed),
+        "gaussianity": getattr(score_used, "gaussianity_", None),
+        "score": {"family": type(score_used).__name__, **(getattr(score_used, "diagnostics_", None) or {})},
+    }, joint.weights)
+
+
 def merge_components(estimates: list[FirstLayerEstimate], n_hidden: int,
                      max_overlap: float = _MAX_OVERLAP) -> FirstLayerEstimate:
     """Pool the components of several moment orders, keeping the `n_hidden` best-measured distinct ones.
@@ -148,4 +209,7 @@ def merge_components(estimates: list[FirstLayerEstimate], n_hidden: int,
         "gaussianity": per_order[0]["gaussianity"],
         "score": per_order[0]["score"],
     }
-    return FirstLayerEstimate(directions[:, chosen], weights[chosen], diagnostics)
+    target_weights = None
+    if all(e.target_weights is not None for e in estimates):
+        target_weights = np.hstack([e.target_weights for e in estimates])[:, chosen]
+    return FirstLayerEstimate(directions[:, chosen], weights[chosen], diagnostics, target_weights)
