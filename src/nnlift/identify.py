@@ -1,0 +1,452 @@
+"""System identification: learn a two-layer network behind a black box by querying it with designed inputs.
+
+NN-LIFT needs the score of the input density; when the user chooses the inputs it is exact and the guarantee of
+Janzamin, Sedghi & Anandkumar (2015) holds as stated (the Stein's-lemma seed: "more relevant in the system ID
+setting where p(x) is known ... open question: how to optimally select p(x)?"). `identify` queries the system at
+x = s z, z ~ N(0, I); in z the score is the Hermite tensor He_m(z) exactly, and by Stein's lemma
+
+    E[y_j He_m(z)] = s^m E[∇^m f_j(x)] = sum_i c_ij s^m |a_i|^m E[sigma^(m)(s a_i^T z + b_i)] â_i^{⊗m}.
+
+1. Design (`design="auto"`): a pilot spends `pilot_share` of the budget spread over `PILOT_SCALES` and measures,
+   for each scale s and moment order m, the moment's signal-to-noise per query ||T||^2 / tr Cov: ||T||^2 from
+   the inner product of the moments of two disjoint halves of the pilot rows (unbiased), tr Cov from their
+   difference. The best (s, m) is used and its pilot queries are kept.
+2. Sequential queries: batches go alternately to two halves whose moment sums (`HermiteSums`) grow by addition, so
+   old queries are never re-read. After each batch both halves are decomposed (coupled CP over every output,
+   `nnlift.tensor.coupled_cp`). Each half's estimate errs by ~sqrt(2) times the angle of the estimate from all
+   queries, so two independent halves differ by ~2 times it: the reported direction's predicted |cos| to the truth
+   is cos(theta_12 / 2), theta_12 the matched angle between the halves. Identification stops when that
+   confidence reaches `tolerance` for every neuron, or when the budget is spent. The directions reported come from
+   the moment of all queries.
+3. The network: scale and bias per neuron by least squares (`nnlift.lift.scale_bias`), the output layer by least
+   squares on the first `fit_rows` queries, then fine-tuned by the shared training loop and kept only if the
+   tuned network does better on held-out queries.
+
+The moment sums are dense (d^m numbers per output): the exact sufficient statistic that makes the stopping check
+free of passes over old queries, unlike the estimators' implicit operators, which must re-read rows. That limits
+d to `MAX_DENSE_DIM` (order 3: 100, i.e. 8 MB per output; order 4: 24).
+
+`log=folder` writes every batch of queries (atomically, one file each); a later call with the same folder and
+arguments replays them into the sums instead of querying the system again, and continues with the same queries an
+uninterrupted run would have made (batch b draws z from the seed sequence (random_state, b)).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.base import RegressorMixin
+
+from ._io import atomic_write, write_json
+from ._progress import ProgressReport
+from ._training import TwoLayerParams, predict_two_layer, train_two_layer
+from .activations import get_activation
+from .lift.first_layer import choose_order
+from .lift.output_layer import hidden_features
+from .lift.scale_bias import fit_scale_bias
+from .metrics import weight_recovery
+from .tensor._multilinear import khatri_rao
+from .tensor.coupled import coupled_cp
+
+__all__ = ["identify", "IdentifiedNetwork", "IdentificationReport", "HermiteSums", "MAX_DENSE_DIM",
+           "PILOT_SCALES"]
+
+MAX_DENSE_DIM = {3: 100, 4: 24}
+PILOT_SCALES = (0.5, 1.0, 1.5, 2.0, 3.0, 4.0)
+_VALIDATION_SHARE = 0.2
+_CHUNK_ROWS = 2_048
+
+
+@dataclass
+class IdentificationReport:
+    """What `identify` did: queries used (pilot included), the design, the per-neuron confidence (the predicted |cos|
+    of each reported direction to the truth, cos(theta_12 / 2) from the angle between the two halves'), why it
+    stopped ("identified" or "budget"), one entry per check, queries replayed from the log, and whether the
+    fine-tuned network was kept."""
+
+    queries: int
+    design: dict
+    stopping_reason: str
+    confidence: list[float]
+    history: list[dict] = field(default_factory=list)
+    replayed_queries: int = 0
+    finetuned: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        design = self.design
+        pilot = ", ".join(f"s={row['scale']:g}/m={row['order']}: {row['snr_per_query']:.3g}"
+                          for row in design.get("pilot", []))
+        lines = [f"stopped: {self.stopping_reason} after {self.queries:,} queries "
+                 f"({self.replayed_queries:,} replayed from the log)",
+                 f"design ({design['kind']}): x = s z, z ~ N(0, I), s = {design['scale']:g}, moment order "
+                 f"{design['order']}" + (f"; pilot SNR per query {pilot}" if pilot else ""),
+                 "per-neuron confidence (predicted |cos| to the truth): " + ", ".join(f"{c:.4f}"
+                                                                                    for c in self.confidence),
+                 "output layer: " + ("fine-tuned" if self.finetuned else "the start (fine-tuning did not help on "
+                                                                          "held-out queries)")]
+        return "\n".join(lines)
+
+
+class IdentifiedNetwork(RegressorMixin):
+    """The identified network sigma(x W + b) c + c0 in the system's units: `first_layer_` (d, k), `bias_` (k,),
+    `coef_` ((k,) for one output, (k, p) for several), `intercept_`, `activation`, `report_`."""
+
+    def __init__(self, params: TwoLayerParams, activation: str, report: IdentificationReport):
+        self.first_layer_, self.bias_ = params.first_layer, params.bias
+        self.coef_, self.intercept_ = params.coef, params.intercept
+        self.activation = activation
+        self.report_ = report
+        self.n_features_in_ = params.first_layer.shape[0]
+
+    def predict(self, X) -> np.ndarray:
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != self.n_features_in_:
+            raise ValueError(f"X must have shape (n, {self.n_features_in_}), got {X.shape}")
+        params = TwoLayerParams(self.first_layer_, self.bias_, self.coef_, self.intercept_)
+        return predict_two_layer(params, X, self.activation)
+
+
+class HermiteSums:
+    """Additive sums over queries z ~ N(0, I) for the centred Hermite moments E[(y_j - mean y_j) He_m(z)].
+
+    Kept for u = (1, y_1, ..., y_p): sum u, sum u z^{⊗m} and the lower sum the Hermite correction needs (sum u z for
+    m = 3, sum u z z^T for m = 4). He_3(z) = z^{⊗3} - sym(z ⊗ I) and He_4(z) = z^{⊗4} - sym(z z^T ⊗ I) +
+    sym(I ⊗ I); the constant column's Hermite mean (0 in expectation) is subtracted with weight mean(y_j), a control
+    variate.
+    """
+
+    def __init__(self, d: int, n_outputs: int, order: int):
+        if order not in (3, 4):
+            raise ValueError(f"order must be 3 or 4, got {order}")
+        self.d, self.order, self.n = d, order, 0
+        width = n_outputs + 1
+        self.count = np.zeros(width)
+        self.top = np.zeros((width * d ** (order // 2), d ** (order - order // 2)))
+        self.lower = np.zeros((width,) + (d,) * (order - 2))
+
+    def add(self, Z: np.ndarray, Y: np.ndarray) -> None:
+        """Add the queries Z (n, d) in the design's z units with responses Y (n, p)."""
+        for begin in range(0, len(Z), _CHUNK_ROWS):
+            z = Z[begin:begin + _CHUNK_ROWS]
+            u = np.column_stack([np.ones(len(z)), Y[begin:begin + _CHUNK_ROWS]])
+            pairs = khatri_rao([z.T, z.T]).T  # (n, d^2), row i = z_i ⊗ z_i
+            lead = z if self.order == 3 else pairs  # z^{⊗m} = lead ⊗ pairs
+            # one BLAS product: (u ⊗ lead)^T (pairs), i.e. sum_i u_i z_i^{⊗m} for every column of u
+            self.top += (u[:, :, None] * lead[:, None, :]).reshape(len(z), -1).T @ pairs
+            self.lower += (u.T @ (z if self.order == 3 else pairs)).reshape(self.lower.shape)
+            self.count += u.sum(axis=0)
+        self.n += len(Z)
+
+    def __add__(self, other: HermiteSums) -> HermiteSums:
+        total = HermiteSums(self.d, len(self.count) - 1, self.order)
+        total.top, total.lower = self.top + other.top, self.lower + other.lower
+        total.count, total.n = self.count + other.count, self.n + other.n
+        return total
+
+    def moments(self) -> np.ndarray:
+        """(p, d, ..., d): the centred Hermite moment of every output."""
+        d, m = self.d, self.order
+        top = self.top.reshape((-1,) + (d,) * m) / self.n
+        lower, mean_u = self.lower / self.n, self.count / self.n
+        eye = np.eye(d)
+        if m == 3:
+            hermite = top - (np.einsum("wi,jk->wijk", lower, eye) + np.einsum("wj,ik->wijk", lower, eye)
+                             + np.einsum("wk,ij->wijk", lower, eye))
+        else:
+            pairs = sum(np.einsum(f"w{a}{b},{c}{e}->wijkl", lower, eye)
+                        for a, b, c, e in ("ijkl", "ikjl", "iljk", "jkil", "jlik", "klij"))
+            identity = (np.einsum("ij,kl->ijkl", eye, eye) + np.einsum("ik,jl->ijkl", eye, eye)
+                        + np.einsum("il,jk->ijkl", eye, eye))
+            hermite = top - pairs + mean_u[:, None, None, None, None] * identity
+        output_means = mean_u[1:] / mean_u[0]
+        return hermite[1:] - output_means.reshape((-1,) + (1,) * m) * hermite[:1]
+
+
+def _signal_to_noise(first: HermiteSums, second: HermiteSums) -> float:
+    """||T||^2 / tr Cov per query from two independent halves: <T_1, T_2> estimates ||T||^2 without bias and
+    ||T_1 - T_2||^2 estimates tr Cov (1/n_1 + 1/n_2)."""
+    T1, T2 = first.moments(), second.moments()
+    noise = float(np.sum((T1 - T2) ** 2)) / (1 / first.n + 1 / second.n)
+    return float(np.sum(T1 * T2)) / noise if noise > 0 else float("inf")
+
+
+class _System:
+    """The user's system as a function of an (m, d) float64 array to an (m, p) array, with its output checked."""
+
+    def __init__(self, system, d: int):
+        if not callable(system):
+            raise TypeError(f"system must be a callable or a torch.nn.Module mapping (m, {d}) inputs to outputs, "
+                            f"got {type(system).__name__}")
+        self.system, self.d, self.n_outputs = system, d, None
+
+    def __call__(self, X: np.ndarray) -> np.ndarray:
+        if isinstance(self.system, torch.nn.Module):
+            parameter = next(self.system.parameters(), None)
+            dtype = torch.float32 if parameter is None else parameter.dtype
+            device = "cpu" if parameter is None else parameter.device
+            with torch.no_grad():
+                Y = self.system(torch.as_tensor(X, dtype=dtype, device=device)).detach().cpu().numpy()
+        else:
+            Y = self.system(X.copy())
+            Y = Y.detach().cpu().numpy() if isinstance(Y, torch.Tensor) else np.asarray(Y)
+        Y = np.asarray(Y, dtype=np.float64)
+        Y = Y[:, None] if Y.ndim == 1 else Y
+        if Y.ndim != 2 or Y.shape[0] != len(X):
+            raise ValueError(f"the system returned shape {Y.shape} for {len(X)} queries; it must return one output "
+                             "(m,) or several (m, p) per query")
+        if self.n_outputs is not None and Y.shape[1] != self.n_outputs:
+            raise ValueError(f"the system returned {Y.shape[1]} outputs per query, earlier {self.n_outputs}")
+        if not np.isfinite(Y).all():
+            row = int(np.flatnonzero(~np.isfinite(Y).all(axis=1))[0])
+            raise ValueError(f"the system returned NaN or inf for query {row} of a batch (x = {X[row]})")
+        self.n_outputs = Y.shape[1]
+        return Y
+
+
+class _QueryLog:
+    """One .npz per batch (X in the system's units, Y) in a folder with a JSON header naming the call's settings."""
+
+    def __init__(self, folder, settings: dict):
+        self.folder = None if folder is None else Path(folder)
+        self.settings = settings
+        if self.folder is None:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        header = self.folder / "identify.json"
+        if header.exists():
+            saved = json.loads(header.read_text())
+            if saved != settings:
+                changed = sorted(k for k in settings if saved.get(k) != settings[k])
+                raise ValueError(f"the query log in {self.folder} was written with other settings ({changed}); use "
+                                 "another folder or the same arguments to resume")
+        else:
+            write_json(header, settings)
+
+    def read(self, index: int):
+        if self.folder is None or not (path := self._path(index)).exists():
+            return None
+        with np.load(path, allow_pickle=False) as data:
+            return data["X"], data["Y"]
+
+    def write(self, index: int, X: np.ndarray, Y: np.ndarray) -> None:
+        if self.folder is not None:
+            def save(tmp: str) -> None:
+                with open(tmp, "wb") as handle:
+                    np.savez(handle, X=X, Y=Y)
+            atomic_write(self._path(index), save)
+
+    def _path(self, index: int) -> Path:
+        return self.folder / f"batch_{index:06d}.npz"
+
+
+def identify(system, n_features: int, n_hidden: int, *, activation: str = "tanh", budget: int = 200_000,
+             batch_size: int = 5_000, design="auto", order="auto", tolerance: float = 0.99,
+             pilot_share: float = 0.1, fit_rows: int = 20_000, finetune: bool = True, max_iter: int = 200,
+             log=None, random_state=0, verbose: int = 1) -> tuple[IdentifiedNetwork, IdentificationReport]:
+    """Identify the two-layer network behind `system` (module docstring); returns the network and the report.
+
+    `system`: a callable or `torch.nn.Module` mapping an (m, n_features) array to (m,) or (m, p) outputs, noisy or
+    not. `design`: "auto" (pilot), "standard" (N(0, I)) or a scale s > 0 (N(0, s^2 I)). `order`: "auto" (the
+    pilot chooses among the orders the activation's `choose_order` allows and `MAX_DENSE_DIM` permits) or 3 / 4.
+    `tolerance`: the predicted |cos| of every reported direction to the truth at which querying stops (module
+    docstring). `log`: a folder for the query log (resume; needs an integer `random_state`). `random_state` seeds
+    every query (None: fresh ones).
+    """
+    get_activation(activation)
+    d, k = int(n_features), int(n_hidden)
+    if not 1 <= k <= d:
+        raise ValueError(f"n_hidden={k} must be between 1 and n_features={d}: the moment's CP decomposition "
+                         "recovers at most d linearly independent directions")
+    orders = _orders(activation, order, d)
+    if batch_size < 2 * d or budget < 4 * batch_size:
+        raise ValueError(f"batch_size={batch_size} must be at least 2 n_features and budget={budget} at least 4 "
+                         "batches: the stopping check compares two halves of at least one batch each")
+    if not 0 < tolerance < 1 or not 0 <= pilot_share < 0.5:
+        raise ValueError(f"tolerance must be in (0, 1) and pilot_share in [0, 0.5), got {tolerance}, {pilot_share}")
+    kind, scale = _design_kind(design)
+    if log is not None and random_state is None:
+        raise ValueError("a query log needs an integer random_state: resuming replays the same queries")
+    settings = {"n_features": d, "n_hidden": k, "activation": activation, "budget": int(budget),
+                "batch_size": int(batch_size), "design": design if isinstance(design, str) else float(design),
+                "order": str(order), "tolerance": tolerance, "pilot_share": pilot_share, "random_state": random_state}
+    run = _Run(_System(system, d), d, int(batch_size), _QueryLog(log, settings), random_state)
+    run.budget = int(budget)
+    pilot_rows = max(2 * d, int(pilot_share * budget) // len(PILOT_SCALES))
+    total_batches = int(budget) // int(batch_size) + (len(PILOT_SCALES) if kind == "auto" else 0)
+    with ProgressReport("identifying", total_batches, verbose, unit="batches") as progress:
+        run.progress = progress
+        pilot, halves = [], None
+        if kind == "auto":
+            scale, chosen_order, pilot, halves = _pilot(run, orders, pilot_rows)
+        else:
+            chosen_order = max(orders)  # the higher order when the activation allows both (its odd part may vanish)
+        design_info = {"kind": kind, "scale": scale, "order": chosen_order, "pilot": pilot}
+        progress.log(f"design: x = {scale:g} z, z ~ N(0, I), moment order {chosen_order} ({kind})")
+        halves, history, reason = run.sequential(scale, chosen_order, k, tolerance, halves)
+        directions, confidence = _directions(halves, k, random_state)
+        reason_words = {"identified": "identified: the two halves agree", "budget": "the budget is spent"}[reason]
+        progress.finish(f"{reason_words} after {run.queries:,} queries, confidence min {min(confidence):.4f}")
+    report = IdentificationReport(run.queries, design_info, reason, confidence, history, run.replayed)
+    X_fit, Y_fit = run.kept(scale, fit_rows)
+    params, report.finetuned = _network(X_fit / scale, Y_fit, directions, activation, finetune, max_iter,
+                                        random_state)
+    params = TwoLayerParams(params.first_layer / scale, params.bias,
+                            params.coef[:, 0] if params.coef.shape[1] == 1 else params.coef,
+                            float(params.intercept[0]) if np.size(params.intercept) == 1 else params.intercept)
+    return IdentifiedNetwork(params, activation, report), report
+
+
+def _orders(activation: str, order, d: int) -> tuple[int, ...]:
+    """The moment orders allowed: the activation's own (`choose_order`) or the one asked, within MAX_DENSE_DIM."""
+    if order == "auto":
+        natural = choose_order(activation)
+        allowed = tuple(m for m in ((natural,) if isinstance(natural, int) else natural) if d <= MAX_DENSE_DIM[m])
+        if not allowed:
+            raise ValueError(f"n_features={d} is above {MAX_DENSE_DIM[3]}, the largest d whose dense order-3 moment "
+                             "sums identify keeps")
+        return allowed
+    if order not in (3, 4):
+        raise ValueError(f"order must be 'auto', 3 or 4, got {order!r}")
+    if d > MAX_DENSE_DIM[order]:
+        raise ValueError(f"order {order} keeps d^{order} sums per output: n_features={d} is above "
+                         f"{MAX_DENSE_DIM[order]}; use order=3")
+    return (order,)
+
+
+def _design_kind(design) -> tuple[str, float]:
+    if design == "auto":
+        return "auto", float("nan")
+    if design == "standard":
+        return "standard", 1.0
+    if isinstance(design, int | float) and not isinstance(design, bool) and design > 0:
+        return "fixed", float(design)
+    raise ValueError(f"design must be 'auto', 'standard' or a positive scale s, got {design!r}")
+
+
+class _Run:
+    """Batches of queries: drawn from the seed sequence (random_state, batch index), read from the log when there,
+    else asked of the system and logged; the first `fit_rows` at each scale are kept for the network fit."""
+
+    def __init__(self, system: _System, d: int, batch_size: int, log: _QueryLog, random_state):
+        self.system, self.d, self.batch_size, self.log = system, d, batch_size, log
+        self.seed = np.random.SeedSequence().entropy if random_state is None else random_state
+        self.index = self.queries = self.replayed = 0
+        self.budget = 0
+        self.saved: dict[float, list] = {}
+        self.progress = None
+
+    def batch(self, scale: float, rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The next batch (`rows` queries, default `batch_size`) in z units and its responses."""
+        Z = np.random.default_rng([self.seed, self.index]).standard_normal((rows or self.batch_size, self.d))
+        logged = self.log.read(self.index)
+        if logged is not None and np.allclose(logged[0], scale * Z, rtol=0, atol=1e-12 * max(scale, 1.0)):
+            Y = logged[1]
+            self.replayed += len(Y)
+        else:
+            Y = self.system(scale * Z)
+            self.log.write(self.index, scale * Z, Y)
+        self.index += 1
+        self.queries += len(Y)
+        self.saved.setdefault(scale, []).append((scale * Z, Y))
+        self.progress.advance(f"{self.queries:,} queries")
+        return Z, Y
+
+    def kept(self, scale: float, rows: int) -> tuple[np.ndarray, np.ndarray]:
+        X = np.concatenate([x for x, _ in self.saved[scale]])[:rows]
+        Y = np.concatenate([y for _, y in self.saved[scale]])[:rows]
+        return X, Y
+
+    def sequential(self, scale, order, k, tolerance, halves):
+        """Batches into the smaller of two halves (started from the pilot's, if any) until their directions agree
+        or the budget is spent."""
+        history = []
+        while self.queries + self.batch_size <= self.budget:
+            Z, Y = self.batch(scale)
+            if halves is None:
+                halves = [HermiteSums(self.d, Y.shape[1], order) for _ in range(2)]
+            smaller = 0 if halves[0].n <= halves[1].n else 1
+            halves[smaller].add(Z, Y)
+            if min(h.n for h in halves) == 0:
+                continue
+            confidence = _predicted_cosine(_half_agreement(halves, k, self.seed))
+            history.append({"queries": self.queries, "confidence": float(confidence.min())})
+            if confidence.min() >= tolerance:
+                return halves, history, "identified"
+        return halves, history, "budget"
+
+
+def _pilot(run: _Run, orders: tuple[int, ...], rows: int):
+    """`rows` queries at each of PILOT_SCALES; the (scale, order) of highest SNR per query wins. Returns it, the table
+    of every (scale, order) and the winner's two halves (its even and odd rows)."""
+    table = []
+    for scale in PILOT_SCALES:
+        Z, Y = run.batch(scale, rows)
+        sums = {m: [HermiteSums(run.d, Y.shape[1], m) for _ in range(2)] for m in orders}
+        for m in orders:  # even and odd rows: two independent halves of the same queries
+            sums[m][0].add(Z[0::2], Y[0::2])
+            sums[m][1].add(Z[1::2], Y[1::2])
+        for m in orders:
+            table.append({"scale": scale, "order": m, "snr_per_query": _signal_to_noise(*sums[m]),
+                          "halves": sums[m]})
+    best = max(table, key=lambda row: row["snr_per_query"])
+    run.progress.log("pilot SNR per query: " + ", ".join(f"s={row['scale']:g} m={row['order']}: "
+                                                        f"{row['snr_per_query']:.3g}" for row in table))
+    public = [{key: value for key, value in row.items() if key != "halves"} for row in table]
+    return best["scale"], best["order"], public, best["halves"]
+
+
+def _half_agreement(halves: list[HermiteSums], k: int, seed) -> np.ndarray:
+    """Per neuron of the first half's decomposition: matched |cos| to the second half's directions."""
+    found = [coupled_cp(half.moments(), k, random_state=seed).factors for half in halves]
+    return weight_recovery(found[0], found[1]).cosines
+
+
+def _predicted_cosine(agreement) -> np.ndarray:
+    """cos(theta_12 / 2): the predicted |cos| to the truth of the direction estimated from both halves together."""
+    return np.cos(np.arccos(np.clip(np.asarray(agreement, dtype=np.float64), 0.0, 1.0)) / 2)
+
+
+def _directions(halves: list[HermiteSums], k: int, seed) -> tuple[np.ndarray, list[float]]:
+    """Unit directions from the moment of all queries and each one's confidence: `_predicted_cosine` of the matched
+    |cos| between the directions the two halves give for it."""
+    full = coupled_cp((halves[0] + halves[1]).moments(), k, random_state=seed).factors
+    found = [coupled_cp(half.moments(), k, random_state=seed).factors for half in halves]
+    first, second = (weight_recovery(full, half) for half in found)
+    agreement = [float(abs(found[0][:, i] @ found[1][:, j])) if i >= 0 and j >= 0 else 0.0
+                 for i, j in zip(first.matching, second.matching, strict=True)]
+    return full, _predicted_cosine(agreement).tolist()
+
+
+def _network(Z: np.ndarray, Y: np.ndarray, directions: np.ndarray, activation: str, finetune: bool,
+             max_iter: int, seed) -> tuple[TwoLayerParams, bool]:
+    """Scale/bias by least squares on the outputs' first principal combination, the output layer by least squares,
+    then a fine-tune kept only if it lowers the held-out error; in z units, outputs (n, p) in the system's units."""
+    mean, spread = Y.mean(axis=0), Y.std(axis=0)
+    if not np.all(spread > 0):
+        raise ValueError(f"output(s) {np.flatnonzero(~(spread > 0)).tolist()} of the system are constant on the "
+                         "queries: there is nothing to identify there")
+    T = (Y - mean) / spread
+    order = np.random.default_rng(seed).permutation(len(T))
+    held = np.sort(order[:int(_VALIDATION_SHARE * len(T))])
+    train = np.sort(order[int(_VALIDATION_SHARE * len(T)):])
+    principal = T @ np.linalg.eigh(np.cov(T.T).reshape(T.shape[1], T.shape[1]))[1][:, -1]
+    fitted = fit_scale_bias(Z[train], principal[train], directions, activation)
+    first_layer = directions * fitted.scale
+    H = np.column_stack([hidden_features(Z[train], first_layer, fitted.bias, activation), np.ones(len(train))])
+    solution = np.linalg.lstsq(H, T[train], rcond=None)[0]
+    start = TwoLayerParams(first_layer, fitted.bias, solution[:-1], solution[-1])
+    best, tuned_kept = start, False
+    if finetune:
+        tuned, _ = train_two_layer(Z[train], T[train], start, activation, max_iter=max_iter, random_state=seed)
+        errors = [np.mean((predict_two_layer(p, Z[held], activation) - T[held]) ** 2) for p in (start, tuned)]
+        if errors[1] < errors[0]:
+            best, tuned_kept = tuned, True
+    return TwoLayerParams(best.first_layer, best.bias, best.coef * spread, best.intercept * spread + mean), \
+        tuned_kept

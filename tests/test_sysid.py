@@ -1,0 +1,179 @@
+"""System identification: exact Hermite sums, Stein's identity, recovery, design, several outputs, the query log."""
+
+import numpy as np
+import pytest
+import torch
+
+from nnlift.identify import HermiteSums, _signal_to_noise, identify
+from nnlift.metrics import weight_recovery
+
+
+def _hermite3(z):
+    eye = np.eye(len(z))
+    return (np.einsum("i,j,k->ijk", z, z, z) - np.einsum("i,jk->ijk", z, eye) - np.einsum("j,ik->ijk", z, eye)
+            - np.einsum("k,ij->ijk", z, eye))
+
+
+def _hermite4(z):
+    eye, zz = np.eye(len(z)), np.outer(z, z)
+    pairs = sum(np.einsum(f"{a}{b},{c}{e}->ijkl", zz, eye) for a, b, c, e in
+                ("ijkl", "ikjl", "iljk", "jkil", "jlik", "klij"))
+    identity = (np.einsum("ij,kl->ijkl", eye, eye) + np.einsum("ik,jl->ijkl", eye, eye)
+                + np.einsum("il,jk->ijkl", eye, eye))
+    return np.einsum("i,j,k,l->ijkl", z, z, z, z) - pairs + identity
+
+
+@pytest.mark.parametrize(("order", "hermite"), [(3, _hermite3), (4, _hermite4)])
+def test_hermite_sums_equal_the_brute_force_centred_moment(order, hermite):
+    rng = np.random.default_rng(0)
+    Z, Y = rng.standard_normal((300, 3)), rng.standard_normal((300, 2))
+    first, second = HermiteSums(3, 2, order), HermiteSums(3, 2, order)
+    first.add(Z[:120], Y[:120])
+    second.add(Z[120:], Y[120:])
+    reference = np.stack([np.mean([(Y[i, j] - Y[:, j].mean()) * hermite(Z[i]) for i in range(300)], axis=0)
+                          for j in range(2)])
+    np.testing.assert_allclose((first + second).moments(), reference, atol=1e-13)
+
+
+def test_hermite_polynomials_in_one_dimension():
+    """He_3(x) = x^3 - 3x and He_4(x) = x^4 - 6x^2 + 3, the tensors' 1-D case."""
+    x = 0.7
+    assert _hermite3(np.array([x]))[0, 0, 0] == pytest.approx(x**3 - 3 * x)
+    assert _hermite4(np.array([x]))[0, 0, 0, 0] == pytest.approx(x**4 - 6 * x**2 + 3)
+
+
+def test_steins_identity_for_a_cubic_ridge_function():
+    """y = (a^T z)^3 has E[y He_3(z)] = E[∇^3 y] = 6 a^{⊗3} (Stein's lemma)."""
+    rng = np.random.default_rng(1)
+    a = np.array([0.6, -0.8, 0.0])
+    Z = rng.standard_normal((400_000, 3))
+    sums = HermiteSums(3, 1, 3)
+    sums.add(Z, ((Z @ a) ** 3)[:, None])
+    np.testing.assert_allclose(sums.moments()[0], 6 * np.einsum("i,j,k->ijk", a, a, a), atol=0.15)
+
+
+def test_signal_to_noise_is_near_zero_without_signal_and_positive_with_it():
+    rng = np.random.default_rng(2)
+    Z = rng.standard_normal((20_000, 4))
+    halves = []
+    for y in (rng.standard_normal(20_000), np.tanh(2 * Z[:, 0] + 0.3)):
+        pair = [HermiteSums(4, 1, 3) for _ in range(2)]
+        pair[0].add(Z[0::2], y[0::2, None])
+        pair[1].add(Z[1::2], y[1::2, None])
+        halves.append(_signal_to_noise(*pair))
+    assert abs(halves[0]) < 2e-4 < halves[1]
+
+
+def _planted(d, k, p=1, weight_scale=1.0, noise=0.0, seed=0):
+    rng = np.random.default_rng(seed)
+    A = rng.standard_normal((d, k))
+    A *= weight_scale / np.linalg.norm(A, axis=0)
+    b = rng.uniform(-0.5, 0.5, k)
+    C = rng.choice([-1.0, 1.0], (k, p)) * rng.uniform(0.5, 1.5, (k, p))
+    noise_rng = np.random.default_rng(seed + 100)
+
+    def system(X):
+        out = np.tanh(X @ A + b) @ C + noise * noise_rng.standard_normal((len(X), p))
+        return out[:, 0] if p == 1 else out
+
+    return system, A, b, C
+
+
+def test_identifies_a_noisy_tanh_network_and_says_so():
+    system, A, b, C = _planted(8, 3, noise=0.05)
+    model, report = identify(system, 8, 3, budget=120_000, batch_size=4_000, verbose=0)
+    assert report.stopping_reason == "identified" and report.queries < 120_000
+    assert min(report.confidence) >= 0.99
+    assert weight_recovery(A, model.first_layer_).min > 0.99
+    X = np.random.default_rng(3).standard_normal((5_000, 8))
+    truth = np.tanh(X @ A + b) @ C[:, 0]
+    assert np.mean((model.predict(X) - truth) ** 2) < 0.1 * 0.05**2
+    assert report.design["kind"] == "auto" and len(report.design["pilot"]) == 6
+    assert "identified" in str(report)
+
+
+def test_the_pilot_prefers_wide_queries_for_a_flat_network():
+    """With small weights (|a| = 0.3) tanh is nearly linear on N(0, I): the third derivative's signal grows with the
+    query scale, so the pilot must not choose s <= 1."""
+    system, *_ = _planted(6, 2, weight_scale=0.3, noise=0.05, seed=4)
+    _, report = identify(system, 6, 2, budget=60_000, batch_size=3_000, finetune=False, verbose=0)
+    assert report.design["scale"] >= 2.0
+
+
+def test_several_outputs_share_one_first_layer():
+    system, A, b, C = _planted(8, 3, p=4, noise=0.05, seed=5)
+    model, report = identify(system, 8, 3, budget=120_000, batch_size=4_000, verbose=0)
+    assert model.coef_.shape == (3, 4) and np.shape(model.intercept_) == (4,)
+    assert weight_recovery(A, model.first_layer_).min > 0.99
+    X = np.random.default_rng(6).standard_normal((2_000, 8))
+    assert model.predict(X).shape == (2_000, 4)
+
+
+def test_a_torch_module_is_a_system():
+    torch.manual_seed(0)
+    hidden = torch.nn.Linear(6, 2)
+    network = torch.nn.Sequential(hidden, torch.nn.Tanh(), torch.nn.Linear(2, 1)).double()
+    model, report = identify(network, 6, 2, budget=100_000, batch_size=4_000, verbose=0)
+    assert weight_recovery(hidden.weight.detach().numpy().T, model.first_layer_).min > 0.99
+
+
+class _Counting:
+    """A system that counts its calls and can be interrupted after a number of them."""
+
+    def __init__(self, system, interrupt_after=None):
+        self.system, self.calls, self.interrupt_after = system, 0, interrupt_after
+
+    def __call__(self, X):
+        if self.interrupt_after is not None and self.calls >= self.interrupt_after:
+            raise KeyboardInterrupt
+        self.calls += 1
+        return self.system(X)
+
+
+def test_an_interrupted_identification_resumes_from_its_log_without_requerying(tmp_path):
+    system, *_ = _planted(6, 2, seed=7)  # noise-free: the resumed run must equal the uninterrupted one exactly
+    settings = {"budget": 60_000, "batch_size": 3_000, "verbose": 0, "finetune": False}
+    whole = _Counting(system)
+    reference, reference_report = identify(whole, 6, 2, **settings)
+    done = whole.calls // 2
+    assert done >= 3
+    with pytest.raises(KeyboardInterrupt):
+        identify(_Counting(system, interrupt_after=done), 6, 2, log=tmp_path / "log", **settings)
+    resumed = _Counting(system)
+    model, report = identify(resumed, 6, 2, log=tmp_path / "log", **settings)
+    assert resumed.calls == whole.calls - done  # the logged batches are replayed, not asked again
+    assert report.queries == reference_report.queries and report.replayed_queries > 0
+    np.testing.assert_allclose(model.first_layer_, reference.first_layer_)
+    again = _Counting(system)
+    identify(again, 6, 2, log=tmp_path / "log", **settings)
+    assert again.calls == 0
+
+
+def test_a_log_written_with_other_settings_is_refused(tmp_path):
+    system, *_ = _planted(6, 2, seed=8)
+    identify(system, 6, 2, budget=24_000, batch_size=3_000, log=tmp_path, verbose=0, finetune=False)
+    with pytest.raises(ValueError, match="other settings"):
+        identify(system, 6, 2, budget=24_000, batch_size=3_000, design=2.0, log=tmp_path, verbose=0)
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"n_hidden": 7}, "between 1 and n_features"),
+    ({"design": "wide"}, "design must be"),
+    ({"design": -1.0}, "design must be"),
+    ({"order": 4, "n_features": 30, "n_hidden": 2}, "use order=3"),
+    ({"budget": 1_000}, "at least 4"),
+])
+def test_bad_arguments_get_clear_errors(kwargs, message):
+    system, *_ = _planted(6, 2, seed=9)
+    arguments = {"n_features": 6, "n_hidden": 2, "budget": 24_000, "batch_size": 3_000, "verbose": 0} | kwargs
+    with pytest.raises(ValueError, match=message):
+        identify(system, **arguments)
+
+
+@pytest.mark.parametrize(("output", "message"), [
+    (lambda X: np.full(len(X), np.nan), "NaN or inf"),
+    (lambda X: np.zeros((len(X) + 1, 1)), "returned shape"),
+])
+def test_bad_system_outputs_get_clear_errors(output, message):
+    with pytest.raises(ValueError, match=message):
+        identify(output, 6, 2, budget=24_000, batch_size=3_000, verbose=0)
