@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from nnlift.identify import HermiteSums, _signal_to_noise, identify
 from nnlift.metrics import weight_recovery
+from nnlift.sysid import HermiteSums, _signal_to_noise, identify
 
 
 def _hermite3(z):
