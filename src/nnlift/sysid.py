@@ -376,6 +376,8 @@ class _Run:
             if min(h.n for h in halves) == 0:
                 continue
             confidence = _predicted_cosine(_half_agreement(halves, k, self.seed))
+            if confidence.min() >= tolerance:  # the halves agree: check the whole moment's directions too
+                confidence = np.asarray(_directions(halves, k, self.seed)[1])
             history.append({"queries": self.queries, "confidence": float(confidence.min())})
             if confidence.min() >= tolerance:
                 return halves, history, "identified"
@@ -414,14 +416,24 @@ def _predicted_cosine(agreement) -> np.ndarray:
 
 
 def _directions(halves: list[HermiteSums], k: int, seed) -> tuple[np.ndarray, list[float]]:
-    """Unit directions from the moment of all queries and each one's confidence: `_predicted_cosine` of the matched
-    |cos| between the directions the two halves give for it."""
-    full = coupled_cp((halves[0] + halves[1]).moments(), k, random_state=seed).factors
+    """Unit directions from the moment of all queries and each one's confidence.
+
+    The whole moment is decomposed from a random start and warm-started from each half's factors; the lowest coupled
+    residual wins (one start alone can land in a wrong basin while both halves are right). A direction's confidence
+    is `_predicted_cosine` of the matched |cos| between the halves' directions for it, provided the direction agrees
+    with each half at least as well as the halves agree with each other (as independent noise predicts); otherwise
+    it is that smaller agreement, which blocks an "identified" stop.
+    """
+    moment = (halves[0] + halves[1]).moments()
     found = [coupled_cp(half.moments(), k, random_state=seed).factors for half in halves]
+    candidates = [coupled_cp(moment, k, random_state=seed)] + [coupled_cp(moment, k, init=f) for f in found]
+    full = min(candidates, key=lambda fit: fit.residual).factors
     first, second = (weight_recovery(full, half) for half in found)
-    agreement = [float(abs(found[0][:, i] @ found[1][:, j])) if i >= 0 and j >= 0 else 0.0
-                 for i, j in zip(first.matching, second.matching, strict=True)]
-    return full, _predicted_cosine(agreement).tolist()
+    agreement = np.array([float(abs(found[0][:, i] @ found[1][:, j])) if i >= 0 and j >= 0 else 0.0
+                          for i, j in zip(first.matching, second.matching, strict=True)])
+    consistency = np.minimum(first.cosines, second.cosines)
+    confidence = np.where(consistency >= agreement, _predicted_cosine(agreement), consistency)
+    return full, confidence.tolist()
 
 
 def _network(Z: np.ndarray, Y: np.ndarray, directions: np.ndarray, activation: str, finetune: bool,

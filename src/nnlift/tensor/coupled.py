@@ -39,14 +39,17 @@ class CoupledCP:
 
 
 def coupled_cp(tensors: np.ndarray, rank: int, random_state=None, *, n_pencils: int = 8, n_iter: int = 100,
-               tol: float = 1e-10) -> CoupledCP:
-    """Decompose p dense symmetric tensors (array (p, d, ..., d), order 3 or 4) with shared factors."""
+               tol: float = 1e-10, init: np.ndarray | None = None) -> CoupledCP:
+    """Decompose p dense symmetric tensors (array (p, d, ..., d), order 3 or 4) with shared factors; `init` (d, rank)
+    factors skip steps 1-2 and are refined directly (a warm start)."""
     tensors = np.asarray(tensors, dtype=np.float64)
     if tensors.ndim not in (4, 5) or len(set(tensors.shape[1:])) != 1:
         raise ValueError(f"tensors must be (p, d, d, d) or (p, d, d, d, d), got shape {tensors.shape}")
     p, d, order = tensors.shape[0], tensors.shape[1], tensors.ndim - 1
     if not 1 <= rank <= d:
         raise ValueError(f"rank must be in 1..{d} (linearly independent factors), got {rank}")
+    if init is not None:
+        return _refine(tensors, _fit(tensors, normalize_columns(np.asarray(init, dtype=np.float64))), n_iter, tol)
     rng = np.random.default_rng(random_state)
     unfolded = np.concatenate([t.reshape(d, -1) for t in tensors], axis=1)
     basis = scipy.linalg.svd(unfolded, full_matrices=False)[0][:, :rank]
