@@ -177,3 +177,24 @@ def test_bad_arguments_get_clear_errors(kwargs, message):
 def test_bad_system_outputs_get_clear_errors(output, message):
     with pytest.raises(ValueError, match=message):
         identify(output, 6, 2, budget=24_000, batch_size=3_000, verbose=0)
+
+
+def test_an_identified_stop_is_not_reported_on_a_wrong_basin():
+    """Regression (BENCHMARKS, relu d10 k5, seed 1): both halves were right but one random start of the all-queries
+    decomposition landed in a wrong basin (min |cos| 0.105) and the stop said "identified". The whole moment is now
+    also warm-started from each half and checked against them."""
+    from nnlift.activations import get_activation
+    from nnlift.datasets import make_teacher
+
+    teacher = make_teacher(1, 10, 5, "relu", noise=0.05, weight_scale=1.0, random_state=1, bias_range=0.5)
+    relu, noise = get_activation("relu"), np.random.default_rng([1, 1])
+
+    def system(X):
+        clean = relu.numpy(X @ teacher.first_layer + teacher.bias) @ teacher.coef
+        return clean + 0.05 * noise.standard_normal(clean.shape)
+
+    model, report = identify(system, 10, 5, activation="relu", budget=200_000, random_state=1, finetune=False,
+                             verbose=0)
+    if report.stopping_reason == "identified":
+        assert weight_recovery(teacher.first_layer, model.first_layer_).min >= 0.99
+    assert weight_recovery(teacher.first_layer, model.first_layer_).min > 0.99
