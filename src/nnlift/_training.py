@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
+from sklearn.utils.validation import _check_sample_weight
 
 from ._backend import resolve_device, resolve_dtype, to_tensor
 from ._progress import ProgressReport
@@ -219,7 +220,7 @@ def loss_and_grad(params: TwoLayerParams, X, y, activation: str | Activation, *,
     device = resolve_device(device)
     dtype = resolve_dtype(dtype, device)
     X, y = _check_inputs(X, y, params, loss)
-    weight = _row_weights(sample_weight, X.shape[0], device, dtype)
+    weight = _weight_tensor(_checked_weights(sample_weight, X), device, dtype)
     objective = _Objective(params, activation, loss, alpha, device, dtype, None)
     value = objective(*_tensors(X, y, loss, device, dtype), weight)
     objective.backward(value)
@@ -272,13 +273,13 @@ def train_two_layer(X, y, init: TwoLayerParams, activation: str | Activation, *,
     dtype = resolve_dtype(dtype, device)
     rng = _as_generator(random_state)
     X, y = _check_inputs(X, y, init, loss)
-    weight = None if sample_weight is None else _checked_weights(sample_weight, X.shape[0])
+    weight = _checked_weights(sample_weight, X)
     if max_rows is not None and max_rows < X.shape[0]:
         rows = np.sort(rng.choice(X.shape[0], size=max_rows, replace=False))
         X, y = X[rows], y[rows]
         weight = None if weight is None else weight[rows]
     Xt, yt = _tensors(X, y, loss, device, dtype)
-    wt = _row_weights(weight, X.shape[0], device, dtype)
+    wt = _weight_tensor(weight, device, dtype)
     objective = _Objective(init, activation, loss, alpha, device, dtype, train_mask)
 
     with _Progress(verbose, optimizer, max_iter) as report:
@@ -355,24 +356,16 @@ def _run_adam(objective: _Objective, X, y, weight, max_iter, lr, tol, batch_size
     return initial, losses, converged
 
 
-def _checked_weights(sample_weight, n: int) -> np.ndarray:
-    """`sample_weight` as float64 (n,), finite, non-negative and not all zero."""
-    weight = np.asarray(sample_weight, dtype=np.float64)
-    if weight.shape != (n,):
-        raise ValueError(f"sample_weight must have shape ({n},), one weight per row, got {weight.shape}")
-    if not np.isfinite(weight).all() or (weight < 0).any():
-        raise ValueError("sample_weight must be finite and non-negative")
-    if not weight.sum() > 0:
-        raise ValueError("sample_weight is zero for every row: at least one row needs a positive weight")
-    return weight
-
-
-def _row_weights(sample_weight, n: int, device, dtype) -> torch.Tensor | None:
-    """The weights normalised to mean 1 as a tensor (None when not given)."""
+def _checked_weights(sample_weight, X: np.ndarray) -> np.ndarray | None:
+    """`sample_weight` checked by scikit-learn (one finite, non-negative weight per row, not all zero) or None."""
     if sample_weight is None:
         return None
-    weight = _checked_weights(sample_weight, n)
-    return to_tensor(weight * (n / weight.sum()), device, dtype)
+    return _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
+
+
+def _weight_tensor(weight: np.ndarray | None, device, dtype) -> torch.Tensor | None:
+    """Checked weights normalised to mean 1, as a tensor (None when not given)."""
+    return None if weight is None else to_tensor(weight * (len(weight) / weight.sum()), device, dtype)
 
 
 def _check_finite(value: float, iteration: int) -> None:

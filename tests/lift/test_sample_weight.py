@@ -91,19 +91,27 @@ def test_weighted_training_objective_and_fit_equal_repeated_rows(weighted_rows):
 
 
 def test_weighted_residual_structure_is_the_repeated_rows_statistic():
+    """The weighted share of E[r He_1(v^T z)] equals the share on rows repeated by integer weights (the order-1
+    direction is a closed form, so both pick the same v); all-one weights are no weights."""
     rng = np.random.default_rng(6)
     Z = rng.standard_normal((4_000, 3))
     target = np.tanh(Z[:, 0]) + 0.1 * rng.standard_normal(4_000)
     weight = rng.integers(1, 4, size=4_000).astype(float)
     params = TwoLayerParams(np.zeros((3, 1)), np.zeros(1), np.zeros(1), 0.0)
-    half = 2_000
-    normalised = (weight[:half] * half / weight[:half].sum(), weight[half:] * half / weight[half:].sum())
-    weighted = residual_structure(params, (Z[:half], target[:half]), (Z[half:], target[half:]), "tanh", "mse",
+    train, held = slice(0, 2_000), slice(2_000, None)
+    normalised = tuple(weight[part] * 2_000 / weight[part].sum() for part in (train, held))
+    weighted = residual_structure(params, (Z[train], target[train]), (Z[held], target[held]), "tanh", "mse",
                                   random_state=0, weights=normalised)
-    plain = residual_structure(params, (Z[:half], target[:half]), (Z[half:], target[half:]), "tanh", "mse",
+    repeat = [np.repeat(np.arange(2_000), weight[part].astype(int)) for part in (train, held)]
+    repeated = residual_structure(params, (Z[train][repeat[0]], target[train][repeat[0]]),
+                                  (Z[held][repeat[1]], target[held][repeat[1]]), "tanh", "mse", random_state=0)
+    assert weighted["order"] == repeated["order"] == 1  # tanh(z_0) is first-order signal that the zero net misses
+    assert weighted["explained"] == pytest.approx(repeated["explained"], rel=1e-10)
+    ones = tuple(np.ones(2_000) for _ in range(2))
+    plain = residual_structure(params, (Z[train], target[train]), (Z[held], target[held]), "tanh", "mse",
                                random_state=0)
-    assert weighted["order"] == plain["order"] == 1  # tanh(z_0) is first-order signal that the zero net misses
-    assert weighted["z"] > 20 and weighted["explained"] == pytest.approx(plain["explained"], rel=0.2)
+    assert residual_structure(params, (Z[train], target[train]), (Z[held], target[held]), "tanh", "mse",
+                              random_state=0, weights=ones) == plain
 
 
 def test_inverse_variance_weights_beat_no_weights_on_heteroscedastic_noise():
