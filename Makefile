@@ -7,9 +7,10 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	# The CPU build of torch; an unpinned torch would pull a multi-GB CUDA build.
+	# The CPU build of torch; an unpinned torch would pull a multi-GB CUDA build. torch is pinned in the same
+	# command as the package so that curvlinops' torchvision resolves to a release built for this torch.
 	$(PY) -m pip install --quiet "torch==2.13.0"
-	$(PY) -m pip install --quiet -e ".[dev,bench]"
+	$(PY) -m pip install --quiet "torch==2.13.0" -e ".[dev,bench]"
 	touch $(STAMP)
 
 demo: $(STAMP)

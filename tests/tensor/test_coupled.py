@@ -47,3 +47,24 @@ def test_bad_shapes_and_ranks_are_refused():
         coupled_cp(np.zeros((2, 3, 3)), 1)
     with pytest.raises(ValueError, match="rank"):
         coupled_cp(np.zeros((2, 3, 3, 3)), 4)
+
+
+@pytest.mark.parametrize("order", [3, 4])
+@pytest.mark.parametrize("noise", [1.0, 1e-2, 1e-9])
+def test_the_residual_without_forming_the_fit_equals_the_dense_one(order, noise):
+    """_fit uses ||T - CP||^2 = ||T||^2 - w . rhs (least-squares weights); compared with the residual formed densely,
+    from a fit far off (noise 1) to one inside the cancellation guard (1e-9)."""
+    from nnlift.tensor.coupled import _fit
+
+    A, _, tensors = _coupled(7, 4, 3, order, seed=order)
+    rng = np.random.default_rng(11)
+    noisy = tensors + noise * rng.standard_normal(tensors.shape) * np.std(tensors)
+    factors = A + 0.1 * rng.standard_normal(A.shape)
+    factors /= np.linalg.norm(factors, axis=0)
+    fit = _fit(noisy, factors)
+    dense = np.sqrt(sum(np.sum((t - cp_to_tensor(w, factors, order)) ** 2) for t, w in zip(noisy, fit.weights,
+                                                                                           strict=True))
+                    / np.sum(noisy**2))
+    np.testing.assert_allclose(fit.residual, dense, rtol=1e-6)
+    exact = _fit(tensors, A)
+    assert exact.residual < 1e-7

@@ -70,20 +70,27 @@ def coupled_cp(tensors: np.ndarray, rank: int, random_state=None, *, n_pencils: 
     return _refine(tensors, best, n_iter, tol)
 
 
-def _weights(tensors: np.ndarray, factors: np.ndarray) -> np.ndarray:
-    """Least-squares (p, rank) weights for fixed factors: (A^T A)^{∘m} w_j = (T_j(a_i, ..., a_i))_i per output."""
+def _weights(tensors: np.ndarray, factors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Least-squares (p, rank) weights for fixed factors, (A^T A)^{∘m} w_j = (T_j(a_i, ..., a_i))_i per output, and
+    the right-hand sides."""
     order = tensors.ndim - 1
     gram = (factors.T @ factors) ** order
     rhs = np.stack([np.einsum("ij,ij->j", factors, contract_dense(t, factors)) for t in tensors])
-    return scipy.linalg.lstsq(gram, rhs.T)[0].T
+    return scipy.linalg.lstsq(gram, rhs.T)[0].T, rhs
 
 
 def _fit(tensors: np.ndarray, factors: np.ndarray) -> CoupledCP:
-    weights = _weights(tensors, factors)
+    """The least-squares weights and the residual. With those weights <T_j, CP_j> = ||CP_j||^2 = w_j . rhs_j, so
+    ||T_j - CP_j||^2 = ||T_j||^2 - w_j . rhs_j without forming CP_j; below 1e-6 ||T||^2 that difference loses digits
+    to cancellation and the residual is formed densely."""
+    weights, rhs = _weights(tensors, factors)
     order = tensors.ndim - 1
-    error = sum(np.linalg.norm(t - cp_to_tensor(w, factors, order)) ** 2 for t, w in zip(tensors, weights,
-                                                                                          strict=True))
     total = float(np.sum(tensors**2))
+    error = total - float(np.sum(weights * rhs))
+    if error < 1e-6 * total:
+        error = sum(np.linalg.norm(t - cp_to_tensor(w, factors, order)) ** 2
+                    for t, w in zip(tensors, weights, strict=True))
+    error = max(error, 0.0)
     return CoupledCP(weights, factors, float(np.sqrt(error / total)) if total > 0 else float(np.sqrt(error)))
 
 
