@@ -200,7 +200,7 @@ def run_tasks(keys, workers: int) -> dict:
 
 def ladder_keys(cfg):
     return [("ladder", method, cell, noise, seed, tuple(cfg.ladder)) for cell in cfg.cells for noise in cfg.noises
-            for method in METHODS for seed in range(cfg.seeds)]
+            for method in cfg.methods for seed in range(cfg.seeds)]
 
 
 def stop_key(cfg, cell, noise, seed, design, finetune=True):
@@ -243,7 +243,7 @@ def ladder_summary(cfg, results) -> dict:
     for cell in cfg.cells:
         for noise in cfg.noises:
             medians = {}
-            for method in METHODS:
+            for method in cfg.methods:
                 runs = [results[("ladder", method, cell, noise, seed, tuple(cfg.ladder))] for seed in range(cfg.seeds)]
                 reached = [r["reached"] for r in runs]
                 medians[method] = _median(reached)
@@ -409,6 +409,7 @@ def figure(suffix: str) -> Path | None:
 class Config:
     def __init__(self, args):
         self.cells = args.cells
+        self.methods = args.methods
         self.noises = args.noises
         self.seeds = args.seeds
         self.ladder = args.ladder
@@ -431,6 +432,8 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--parts", nargs="+", choices=list(PARTS), default=list(PARTS))
     parser.add_argument("--cells", nargs="+", choices=list(CELLS), default=list(CELLS))
+    parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS),
+                        help="ladder methods (designed and passive are needed for the verdicts)")
     parser.add_argument("--noises", nargs="+", type=float, default=[0.05, 0.5])
     parser.add_argument("--seeds", type=int, default=10, help="systems per cell and noise (ladder, stop)")
     parser.add_argument("--ladder", nargs="+", type=int, default=list(LADDER))
