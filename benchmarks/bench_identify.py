@@ -252,6 +252,8 @@ def ladder_summary(cfg, results) -> dict:
                 ok = sum(r is not None for r in reached)
                 lines.append(f"| {cell} | {noise} | {method} | {ok}/{len(runs)} | {_fmt_queries(medians[method])} | "
                              + " ".join(_fmt_queries(r) for r in reached) + " |")
+            if not {"designed", "passive"} <= set(medians):
+                continue
             designed, passive = medians["designed"], medians["passive"]
             if math.isfinite(passive):
                 met = designed <= passive / 2
