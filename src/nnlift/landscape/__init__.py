@@ -1,13 +1,15 @@
-"""The loss landscape: curvature operators (Hessian, Gauss-Newton, empirical Fisher) on flat parameter vectors,
-their spectra (Lanczos, Hutchinson, Hutch++, stochastic Lanczos quadrature, the index of a critical point) and
-low-dimensional slices of the loss."""
+"""The loss landscape: curvature operators (Hessian, Gauss-Newton, empirical Fisher; K-FAC and EKFAC from
+curvlinops) on flat parameter vectors, their spectra (Lanczos with residuals, Hutchinson, Hutch++, diagonal
+estimators, stochastic Lanczos quadrature, the index of a critical point) and low-dimensional slices of the loss."""
 
+from .kfac_operator import EKFACOperator, KFACInverseOperator, KFACOperator
 from .operators import (
     CurvatureOperator,
     EmpiricalFisherOperator,
     FunctionalLoss,
     GaussNewtonOperator,
     HessianOperator,
+    SymmetricOperator,
     flatten_params,
     parameter_names,
     unflatten,
@@ -22,20 +24,24 @@ from .slices import (
     plot_slice,
 )
 from .spectrum import (
+    DiagonalEstimate,
     Eigenpairs,
     IndexEstimate,
     SpectralDensity,
     TraceEstimate,
     critical_point_index,
     extreme_ratio,
+    hutchinson_diagonal,
     hutchinson_trace,
     hutchpp_trace,
     lanczos,
     spectral_density,
+    xdiag,
 )
 
 __all__ = ["CurvatureOperator", "EmpiricalFisherOperator", "FunctionalLoss", "GaussNewtonOperator", "HessianOperator",
-           "flatten_params", "parameter_names", "unflatten", "SliceResult", "curvature_map_2d",
-           "filter_normalized_direction", "loss_interpolation", "loss_slice_1d", "loss_slice_2d", "plot_slice",
-           "Eigenpairs", "IndexEstimate", "SpectralDensity", "TraceEstimate", "critical_point_index", "extreme_ratio",
-           "hutchinson_trace", "hutchpp_trace", "lanczos", "spectral_density"]
+           "SymmetricOperator", "EKFACOperator", "KFACInverseOperator", "KFACOperator", "flatten_params",
+           "parameter_names", "unflatten", "SliceResult", "curvature_map_2d", "filter_normalized_direction",
+           "loss_interpolation", "loss_slice_1d", "loss_slice_2d", "plot_slice", "DiagonalEstimate", "Eigenpairs",
+           "IndexEstimate", "SpectralDensity", "TraceEstimate", "critical_point_index", "extreme_ratio",
+           "hutchinson_diagonal", "hutchinson_trace", "hutchpp_trace", "lanczos", "spectral_density", "xdiag"]

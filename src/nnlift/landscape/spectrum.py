@@ -1,8 +1,10 @@
-"""Spectra of symmetric operators seen only through products: extreme eigenpairs, traces, densities, the index.
+"""Spectra of symmetric operators seen only through products: extreme eigenpairs, traces, diagonals, densities,
+the index.
 
-Every function takes `op`: a `CurvatureOperator`, a square torch tensor or a square NumPy array (anything with
-`shape`, `dtype`, `device` and `op @ V` for torch V of shape (P, m)). Probes are drawn from
-`numpy.random.default_rng(random_state)`, so results do not depend on the device.
+Every function takes `op`: a `CurvatureOperator` or other `SymmetricOperator`, a square torch tensor, a square NumPy
+array or a curvlinops linear operator (anything with `shape`, `dtype`, `device` and `op @ V` for torch V of shape
+(P, m)). Probes are drawn from `numpy.random.default_rng(random_state)`, so results do not depend on the device;
+`xdiag` is curvlinops' and draws from torch's generator, seeded from `random_state`.
 """
 
 from __future__ import annotations
@@ -15,21 +17,30 @@ import torch
 from rich.progress import track
 from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
 
-from .operators import CurvatureOperator
+from .operators import SymmetricOperator
 
-__all__ = ["Eigenpairs", "TraceEstimate", "SpectralDensity", "IndexEstimate", "lanczos", "hutchinson_trace",
-           "hutchpp_trace", "spectral_density", "critical_point_index", "extreme_ratio"]
+__all__ = ["Eigenpairs", "TraceEstimate", "DiagonalEstimate", "SpectralDensity", "IndexEstimate", "lanczos",
+           "hutchinson_trace", "hutchpp_trace", "hutchinson_diagonal", "xdiag", "spectral_density",
+           "critical_point_index", "extreme_ratio"]
 
 _WHICH = ("LA", "SA", "both")
 
 
 @dataclass
 class Eigenpairs:
-    """Eigenvalues in descending order, unit eigenvectors as the columns of `vectors` (P, k), products used."""
+    """Eigenvalues in descending order, unit eigenvectors as the columns of `vectors` (P, k), products used.
+
+    `residuals[i]` = ‖A v_i − λ_i v_i‖ from one block product with the returned vectors (counted in `n_matvec`):
+    (λ_i, v_i) is an exact eigenpair of some A + E with ‖E‖₂ = `residuals[i]`, and for symmetric A, λ_i is within
+    that distance of an eigenvalue of A. `converged[i]` is `residuals[i] <= residual_tol`, see `lanczos`.
+    """
 
     values: np.ndarray
     vectors: np.ndarray
     n_matvec: int
+    residuals: np.ndarray | None = None
+    converged: np.ndarray | None = None
+    residual_tol: float | None = None
 
 
 @dataclass
@@ -38,6 +49,16 @@ class TraceEstimate:
 
     estimate: float
     std_error: float
+    n_matvec: int
+
+
+@dataclass
+class DiagonalEstimate:
+    """A stochastic estimate of diag(A) (P,), the standard error of each entry (None where the method gives none)
+    and the number of operator products."""
+
+    estimate: np.ndarray
+    std_error: np.ndarray | None
     n_matvec: int
 
 
@@ -73,15 +94,15 @@ def _as_operator(op):
     if isinstance(op, np.ndarray):
         op = torch.from_numpy(np.asarray(op, dtype=np.float64))
     if not all(hasattr(op, attr) for attr in ("shape", "dtype", "device", "__matmul__")):
-        raise TypeError(f"op must be a CurvatureOperator, a square torch tensor or a NumPy array, got "
-                        f"{type(op).__name__}")
+        raise TypeError("op must be a CurvatureOperator, a square torch tensor or a NumPy array (anything with shape, "
+                        f"dtype, device and @), got {type(op).__name__}")
     if len(op.shape) != 2 or op.shape[0] != op.shape[1] or op.shape[0] == 0:
         raise ValueError(f"op must be square and non-empty, got shape {tuple(op.shape)}")
     return op
 
 
 def _to_scipy(op) -> LinearOperator:
-    if isinstance(op, CurvatureOperator):
+    if isinstance(op, SymmetricOperator):
         return op.to_scipy()
 
     def matmat(X):
@@ -94,7 +115,7 @@ def _to_scipy(op) -> LinearOperator:
 
 def _to_dense(op, verbose: int) -> np.ndarray:
     """The symmetrised dense matrix of `op`, float64."""
-    if isinstance(op, CurvatureOperator):
+    if isinstance(op, SymmetricOperator):
         M = op.to_dense(verbose=verbose)
     else:
         M = op @ torch.eye(op.shape[0], dtype=op.dtype, device=op.device)
@@ -104,6 +125,11 @@ def _to_dense(op, verbose: int) -> np.ndarray:
 
 def _rademacher(rng: np.random.Generator, shape: tuple[int, int], op) -> torch.Tensor:
     return torch.as_tensor(rng.choice([-1.0, 1.0], size=shape), dtype=op.dtype, device=op.device)
+
+
+def _residuals(op, values: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """‖A v_i − λ_i v_i‖ for the columns v_i of `vectors`, one block product."""
+    return np.linalg.norm(_to_scipy(op).matmat(vectors) - vectors * values, axis=0)
 
 
 def lanczos(op, k: int = 1, which: str = "LA", *, tol: float = 1e-10, max_iter: int | None = None,
@@ -119,6 +145,13 @@ def lanczos(op, k: int = 1, which: str = "LA", *, tol: float = 1e-10, max_iter: 
     restarts and `ncv` the Krylov dimension (default max(2k + 1, 20)): convergence is checked once per restart,
     so a loose `tol` still costs at least `ncv` products. When 2k >= P the dense matrix is decomposed instead
     (`verbose` shows its progress).
+
+    The result carries the residuals ‖Av − λv‖ of the returned pairs (one more block product) and `converged`:
+    residual <= `residual_tol` = max(`tol`, 1000 eps) · max_i |λ_i| (eps of the operator's dtype, λ_i the returned
+    eigenvalues), a backward error relative to the largest returned |λ|, which is ‖A‖₂ for "LA" on a positive
+    semi-definite A. ARPACK's own test is on its Ritz estimates; a pair it accepts can fail this one when the
+    products are not those of a fixed symmetric matrix (a random model, a non-symmetric `op`) or are rounded
+    coarsely (float32).
     """
     op = _as_operator(op)
     P = op.shape[0]
@@ -152,7 +185,10 @@ def lanczos(op, k: int = 1, which: str = "LA", *, tol: float = 1e-10, max_iter: 
         values = np.concatenate([vals for vals, _ in parts])
         vectors = np.concatenate([vecs for _, vecs in parts], axis=1)
     order = np.argsort(values)[::-1]
-    return Eigenpairs(values[order], vectors[:, order], n_matvec)
+    values, vectors = values[order], vectors[:, order]
+    residuals = _residuals(op, values, vectors)
+    residual_tol = max(tol, 1000 * torch.finfo(op.dtype).eps) * float(np.abs(values).max())
+    return Eigenpairs(values, vectors, n_matvec + vectors.shape[1], residuals, residuals <= residual_tol, residual_tol)
 
 
 def hutchinson_trace(op, n_queries: int = 100, *, batch_size: int = 32, random_state=None,
@@ -177,7 +213,11 @@ def hutchpp_trace(op, n_queries: int = 99, *, random_state=None) -> TraceEstimat
     on Q = orth(A S), Hutchinson on the deflated rest, tr(QᵀAQ) + (1/g) Σ_i g_iᵀ(I−QQᵀ)A(I−QQᵀ)g_i.
 
     n_queries = m products: m//3 for A S, m//3 for A Q and the rest for the deflated Hutchinson part; error
-    O(1/m) instead of Hutchinson's O(1/√m) for positive semi-definite A. `std_error` is that of the second part.
+    O(1/m) instead of Hutchinson's O(1/√m) for positive semi-definite A. `std_error` is that of the whole
+    estimate: for any orthonormal Q, tr(A) = tr(QᵀAQ) + tr(PAP) with P = I − QQᵀ, so the first term has no error and
+    all of it is in the deflated Hutchinson mean over g probes, whose sample standard deviation / √g estimates it
+    (its square is unbiased for the variance given Q, hence also unconditionally). It is 0 when Q spans the range
+    of A (rank A <= m//3), where the estimate is exact.
     """
     op = _as_operator(op)
     if n_queries < 6:
@@ -191,6 +231,67 @@ def hutchpp_trace(op, n_queries: int = 99, *, random_state=None) -> TraceEstimat
     samples = ((G * (op @ G)).sum(dim=0)).double().cpu().numpy()
     top = float(torch.trace(Q.T @ (op @ Q)))
     return TraceEstimate(top + float(samples.mean()), float(samples.std(ddof=1) / math.sqrt(g)), n_queries)
+
+
+def hutchinson_diagonal(op, n_queries: int = 100, *, batch_size: int = 32, random_state=None,
+                        verbose: int = 0) -> DiagonalEstimate:
+    """Hutchinson's diagonal estimator diag(A) ≈ (1/m) Σ_i z_i ⊙ A z_i with Rademacher z_i (Bekas, Kokiopoulou &
+    Saad 2007): unbiased, entry j has variance Σ_{k≠j} A_jk² / m, so it is exact for a diagonal A; `std_error` is
+    each entry's sample standard deviation / √m. Products `batch_size` probes at a time.
+
+    curvlinops' `hutchinson_diag` is the same one-line estimator but draws from torch's global generator and returns
+    no standard error; this one keeps the probes of `hutchinson_trace` (seeded NumPy, device independent).
+    """
+    op = _as_operator(op)
+    if n_queries < 2:
+        raise ValueError(f"n_queries must be at least 2 (for a standard error), got {n_queries}")
+    rng = np.random.default_rng(random_state)
+    samples = []
+    for start in track(range(0, n_queries, batch_size), description="Hutchinson diagonal", disable=not verbose,
+                       transient=True):
+        Z = _rademacher(rng, (op.shape[0], min(batch_size, n_queries - start)), op)
+        samples.append(Z * (op @ Z))
+    samples = torch.cat(samples, dim=1).double().cpu().numpy()
+    return DiagonalEstimate(samples.mean(axis=1), samples.std(axis=1, ddof=1) / math.sqrt(n_queries), n_queries)
+
+
+class _Curvlinops:
+    """`op` as curvlinops' estimators expect it: `@` on torch blocks, `shape`, `dtype`, `device`, `adjoint()`."""
+
+    def __init__(self, op):
+        self.op, self.shape, self.dtype, self.device = op, tuple(op.shape), op.dtype, op.device
+
+    def __matmul__(self, V: torch.Tensor) -> torch.Tensor:
+        return self.op @ V
+
+    def adjoint(self) -> _Curvlinops:
+        return self
+
+
+def xdiag(op, n_queries: int = 100, *, random_state=None) -> DiagonalEstimate:
+    """XDiag (Epperly, Tropp & Webber 2024), curvlinops' `xdiag`: the diagonal of A on Q = orth(A W) exactly and
+    Hutchinson on the rest, each probe left out of Q in turn (exchangeability), n_queries/2 probes W. Exact when
+    rank A < n_queries/2; far more accurate than `hutchinson_diagonal` when the spectrum decays fast.
+
+    n_queries must be even and below P. curvlinops draws the probes from torch's generator; it is seeded here from
+    `random_state` inside a forked RNG state (the global one is left alone), so results repeat on one device but
+    differ between CPU and GPU. No standard error (None): the leave-one-out estimates share Q.
+    """
+    from curvlinops import xdiag as curvlinops_xdiag  # here, not at the top: its import is slow and warns
+
+    op = _as_operator(op)
+    P = op.shape[0]
+    if not isinstance(n_queries, int | np.integer) or n_queries < 2 or n_queries % 2 or n_queries >= P:
+        raise ValueError(f"n_queries must be even, at least 2 and below P = {P}, got {n_queries!r}")
+    seed = int(np.random.default_rng(random_state).integers(2**63))
+    on_cpu = op.device.type == "cpu"
+    with torch.random.fork_rng(devices=[] if on_cpu else None, device_type=None if on_cpu else op.device.type):
+        if on_cpu:
+            torch.default_generator.manual_seed(seed)
+        else:
+            torch.manual_seed(seed)
+        estimate = curvlinops_xdiag(_Curvlinops(op), int(n_queries))
+    return DiagonalEstimate(estimate.detach().double().cpu().numpy(), None, int(n_queries))
 
 
 def _tridiagonalize(op, n_iter: int, n_probes: int, rng: np.random.Generator, verbose: int):
