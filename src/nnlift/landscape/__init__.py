@@ -38,10 +38,21 @@ from .spectrum import (
     spectral_density,
     xdiag,
 )
+from .tracking import TrackingResult, plot_tracking, track
+from .trajectory import (
+    TrajectoryPlane,
+    TrajectorySurface,
+    plot_trajectory,
+    stack_snapshots,
+    trajectory_plane,
+    trajectory_surface,
+)
 
 __all__ = ["CurvatureOperator", "EmpiricalFisherOperator", "FunctionalLoss", "GaussNewtonOperator", "HessianOperator",
            "SymmetricOperator", "EKFACOperator", "KFACInverseOperator", "KFACOperator", "flatten_params",
            "parameter_names", "unflatten", "SliceResult", "curvature_map_2d", "filter_normalized_direction",
            "loss_interpolation", "loss_slice_1d", "loss_slice_2d", "plot_slice", "DiagonalEstimate", "Eigenpairs",
            "IndexEstimate", "SpectralDensity", "TraceEstimate", "critical_point_index", "extreme_ratio",
-           "hutchinson_diagonal", "hutchinson_trace", "hutchpp_trace", "lanczos", "spectral_density", "xdiag"]
+           "hutchinson_diagonal", "hutchinson_trace", "hutchpp_trace", "lanczos", "spectral_density", "xdiag",
+           "TrackingResult", "plot_tracking", "track", "TrajectoryPlane", "TrajectorySurface", "plot_trajectory",
+           "stack_snapshots", "trajectory_plane", "trajectory_surface"]
