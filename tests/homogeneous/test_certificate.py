@@ -10,8 +10,10 @@ from nnlift.homogeneous import (
     ParallelNetwork,
     certify,
     local_descent,
+    objective,
     perturbation_test,
     relu_convex_optimum,
+    relu_polar_enumerated,
     unit_profile,
 )
 
@@ -104,4 +106,48 @@ def test_certify_weight_arrays_of_a_one_hidden_layer_net_uses_the_heuristic():
     U, V = rng.standard_normal((4, 3)), rng.standard_normal((2, 3))
     cert = certify((U, V), X, Y, 1.0, n_restarts=16, n_steps=100)
     assert not cert.polar_exact and not cert.certified
+    assert cert.polar_upper > cert.polar > 1 and "not a global minimum" in cert.message
     assert cert.kind == "one-hidden-layer relu network"
+
+
+@pytest.mark.parametrize("scale", [0.0, 1e-200])
+def test_certify_the_zero_factorization_exactly_when_lam_exceeds_sigma_1(scale):
+    Y = np.random.default_rng(6).standard_normal((8, 6))
+    sigma_1 = np.linalg.norm(Y, 2)
+    zero = (scale * np.ones((8, 2)), scale * np.ones((6, 2)))
+    above = certify(zero, None, Y, 1.001 * sigma_1, tol=1e-6)
+    assert above.certified and above.polar == pytest.approx(1 / 1.001, rel=1e-12)
+    assert above.suboptimality_bound == pytest.approx(0.0, abs=1e-12)
+    assert above.objective == pytest.approx(0.5 * np.sum(Y ** 2), rel=1e-12)   # the convex optimum at λ > σ₁
+    below = certify(zero, None, Y, 0.999 * sigma_1, tol=1e-6)
+    assert not below.certified and below.polar == pytest.approx(1 / 0.999, rel=1e-12)
+    assert below.decrease == pytest.approx(0.5 * (0.001 * sigma_1) ** 2, rel=1e-9)    # ½ (σ₁ - λ)²
+
+
+@pytest.mark.parametrize("scale", [0.0, 1e-200])
+def test_certify_the_zero_relu_network_at_its_exact_polar(scale):
+    rng = np.random.default_rng(8)
+    X, y = rng.standard_normal((20, 3)), rng.standard_normal(20)
+    omega = relu_polar_enumerated(X, y)[0]                # Ω°(y): the zero network is optimal iff λ >= Ω°(y)
+    zero = (scale * np.ones((3, 2)), scale * np.ones((1, 2)))
+    above = certify(zero, X, y, 1.001 * omega)
+    assert above.certified and above.polar_exact and above.polar == pytest.approx(1 / 1.001, rel=1e-10)
+    ascent = certify(zero, X, y, 1.001 * omega, polar_method="heuristic")
+    assert not ascent.certified and ascent.polar <= above.polar * (1 + 1e-12) and "undecided" in ascent.message
+    below = certify(zero, X, y, 0.999 * omega)
+    assert not below.certified and below.polar == pytest.approx(1 / 0.999, rel=1e-10) and below.decrease > 0
+
+
+def test_a_point_the_ascent_would_certify_is_refuted_by_the_exact_polar():
+    rng = np.random.default_rng(29)          # the ascent's best direction is 0.14% below the exact polar here
+    X, y = rng.standard_normal((12, 3)), rng.standard_normal(12)
+    lam = relu_polar_enumerated(X, y)[0] * (1 - 7e-4)
+    zero = (np.zeros((3, 1)), np.zeros((1, 1)))
+    ascent = certify(zero, X, y, lam, polar_method="heuristic")
+    assert ascent.polar < 1 and not ascent.certified           # "polar <= 1" from ascent alone: not a certificate
+    exact = certify(zero, X, y, lam)
+    assert exact.polar_exact and exact.polar > 1 + exact.tol and not exact.certified
+    step = ParallelNetwork.one_hidden_relu(np.zeros((3, 1)), np.zeros((1, 1))).append(
+        [(exact.step ** 0.5) * W for W in exact.direction])
+    assert objective(step, X, y, lam) == pytest.approx(exact.objective - exact.decrease, rel=1e-12)
+    assert exact.decrease > 0

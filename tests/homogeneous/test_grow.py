@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from nnlift.bias import nuclear_norm_denoise
-from nnlift.homogeneous import grow, grow_matrix_factorization, relu_convex_optimum
+from nnlift.homogeneous import certify, grow, grow_matrix_factorization, relu_convex_optimum
 
 
 @pytest.mark.parametrize("shape, seed, k", [((8, 6), 0, 2), ((8, 6), 1, 4), ((7, 9), 2, 3)])
@@ -32,5 +32,8 @@ def test_grown_relu_network_reaches_the_convex_optimum():
     X = np.c_[x, np.ones(25)]
     value, _ = relu_convex_optimum(X, y, 0.2)
     grown = grow(X, y, 0.2, polar_method="heuristic", n_restarts=32, n_steps=150)
-    assert grown.certificate.certified and not grown.certificate.polar_exact
+    heuristic = grown.certificate                         # the ascent stops grow but cannot certify
+    assert not heuristic.certified and not heuristic.polar_exact and heuristic.polar <= 1 + 1e-4 < heuristic.polar_upper
     assert grown.objective == pytest.approx(value, rel=1e-6)
+    exact = certify(grown.network, X, y, 0.2)             # the arc sweep's exact polar certifies the same point
+    assert exact.certified and exact.polar_exact and exact.polar == pytest.approx(heuristic.polar, abs=1e-6)

@@ -6,15 +6,19 @@ For ℓ = ½||Y - Φ||²_F, Z = -∇ℓ(Φ(W)) / λ = (Y - Φ(W)) / λ and the m
   <Z, Φ(W)> = Θ(W) (the second holds at every critical point: it is stationarity along W_i -> αW_i);
 - zero-subnetwork test (2017 CVPR, Thm. 1): a local minimum with some W_i = 0 is a global minimum (at such a
   point perturbing W_i alone cannot descend, which forces Ω°_θ(Z) <= 1);
-- a duality bound that holds at any W: with Λ = (Y - Φ) / max(1, Ω°), Ω°(Λ / λ) <= 1, so
-  <Λ, Y> - ½||Λ||² is a lower bound on the convex problem min_Φ ½||Y - Φ||² + λ Ω(Φ), hence on every objective
-  value of the network (Θ(W) >= Ω(Φ(W))); objective minus bound bounds the suboptimality.
+- a duality bound that holds at any W: with U >= Ω° a verified upper bound and Λ = (Y - Φ) / max(1, U),
+  Ω°(Λ / λ) <= 1, so <Λ, Y> - ½||Λ||² is a lower bound on the convex problem min_Φ ½||Y - Φ||² + λ Ω(Φ), hence on
+  every objective value of the network (Θ(W) >= Ω(Φ(W))); objective minus bound bounds the suboptimality. With
+  U <= 1 the bound is λ (Θ - <Z, Φ>): the first-order equality, measured on the objective's scale (so W = 0,
+  where Θ = 0, is certified when U <= 1).
 - when Ω° > 1 the polar's maximiser w* (θ(w*) = 1) is a descent direction: adding the subnetwork ε^{1/p} w*
   changes the objective by -ε λ (Ω° - 1) + ε² ||φ(X, w*)||² / 2, minimised at ε* = λ (Ω° - 1) / ||φ(X, w*)||².
 
 `certify` works on a matrix factorization (U, V) (X = None), a one-hidden-layer network given as (U, V) with X,
 an `nn.Sequential(Linear, ReLU, Linear)` (a first-layer bias is folded into X as a column of ones; an output
-bias is refused), or any `ParallelNetwork`. Exact for linear subnetworks and 2-D ReLU inputs; heuristic otherwise.
+bias is refused), or any `ParallelNetwork`. It certifies only from a verified upper bound on the polar: exact for
+linear subnetworks and one-hidden-layer ReLU units on low-rank inputs (`polar`); elsewhere the ascent's lower bound
+can refute optimality (a descent direction) but not certify it, and the message gives both bounds.
 """
 
 from __future__ import annotations
@@ -34,7 +38,10 @@ __all__ = ["Certificate", "certify", "to_network", "unit_step"]
 
 @dataclass(frozen=True)
 class Certificate:
-    """The outcome of `certify`; `message` says in one or two sentences what it means for the user's model."""
+    """The outcome of `certify`; `message` says in one or two sentences what it means for the user's model.
+    `polar` is a lower bound on the polar (attained by `direction`), `polar_upper` a verified upper bound,
+    `stationarity_gap` is λ (Θ - <Z, Φ>) / objective and `lower_bound` the duality bound computed with
+    `polar_upper`."""
 
     kind: str
     certified: bool
@@ -51,6 +58,7 @@ class Certificate:
     decrease: float
     direction: list[np.ndarray]   # the polar's maximiser w*, unit-norm layers (θ(w*) = 1)
     message: str
+    polar_upper: float            # a verified upper bound on the polar (= polar when polar_exact)
 
 
 def unit_step(net: ParallelNetwork, X, Y, lam: float, direction: list) -> tuple[float, float, list[np.ndarray]]:
@@ -110,56 +118,62 @@ def certify(model, X, Y, lam: float, *, tol: float = 1e-4, zero_tol: float = 1e-
     """Certify (or refute) global optimality of `model` for ½||Y - Φ||²_F + lam Σ_i Π_l ||W_{l,i}||_F.
 
     Use the loss's scale consistently: a model trained on torch's MSELoss (mean over the n·m entries of Y) plus
-    weight decay wd (penalty wd/2 ||W||²) is certified with lam = wd · n · m / 2. Certified means
-    Ω° <= 1 + tol and |Θ - <Z, Φ>| <= tol Θ; subnetworks with θ_i <= zero_tol Θ count as zero. `polar_method`,
-    `n_restarts`, `n_steps`, `random_state` go to `polar`.
+    weight decay wd (penalty wd/2 ||W||²) is certified with lam = wd · n · m / 2. Certified means the verified
+    upper bound on the polar is <= 1 + tol and the duality bound puts the objective within tol (relative) of the
+    global minimum; refuted means the polar's lower bound is > 1 + tol. Subnetworks with θ_i <= zero_tol Θ count
+    as zero. `polar_method`, `n_restarts`, `n_steps`, `random_state` go to `polar`.
     """
-    if lam <= 0:
-        raise ValueError("lam must be > 0")
+    if not lam > 0:
+        raise ValueError(f"lam must be > 0, got {lam}")
     net, X, kind = to_network(model, X, activation)
     Y = as_targets(Y)
     residual = Y - net(X)
     if residual.shape != Y.shape:
         raise ValueError(f"the model's output has shape {tuple(net(X).shape)}, Y has {tuple(Y.shape)}")
-    pol = polar(net, X, residual / lam, polar_method, n_restarts, n_steps, random_state)
+    pol = polar(net, X, residual / lam, polar_method, n_restarts, n_steps, random_state=random_state)
     theta = net.theta()
     total = float(theta.sum())
-    inner = float((residual * net(X)).sum()) / lam
-    gap = (total - inner) / total if total > 0 else 0.0
+    value = objective(net, X, Y, lam)
+    first_order = lam * total - float((residual * net(X)).sum())           # λ (Θ - <Z, Φ>)
+    gap = first_order / value if value > 0 else 0.0
     zeros = tuple(int(i) for i in torch.nonzero(theta <= zero_tol * total).flatten()) if total > 0 \
         else tuple(range(net.r))
-    value = objective(net, X, Y, lam)
-    Lambda = residual / max(1.0, pol.value)
+    Lambda = residual / max(1.0, pol.upper)
     lower = float((Lambda * Y).sum() - 0.5 * Lambda.pow(2).sum())
+    slack = max(value - lower, 0.0)
     eps, decrease, _ = unit_step(net, X, Y, lam, pol.unit)
-    certified = pol.value <= 1 + tol and abs(gap) <= tol
-    message = _message(certified, pol, gap, tol, zeros, value - lower, eps, decrease)
-    return Certificate(kind, certified, pol.value, pol.exact, pol.method, tol, gap, zeros, value, lower,
-                       value - lower, eps, decrease, pol.unit, message)
+    certified = pol.upper <= 1 + tol and slack <= tol * value
+    message = _message(certified, pol, gap, tol, zeros, slack, eps, decrease)
+    return Certificate(kind, certified, pol.value, pol.exact, pol.method, tol, gap, zeros, value, lower, slack,
+                       eps, decrease, pol.unit, message, pol.upper)
 
 
 def _message(certified: bool, pol: Polar, gap: float, tol: float, zeros: tuple[int, ...], slack: float,
              eps: float, decrease: float) -> str:
+    bounds = "exact" if pol.exact else f"lower bound {pol.value:.6g} ({pol.method}), verified upper bound"
     if certified:
-        text = (f"Certified: polar {pol.value:.6g} <= 1 + {tol:g} and first-order equality holds (gap {gap:.2g}); "
-                f"the objective is within {slack:.3g} of the global minimum (duality bound).")
-        if not pol.exact:
-            text += (f" Up to the polar heuristic ({pol.method}): it gives a lower bound on the polar, so a "
-                     "better direction it missed would void the certificate and the bound.")
+        text = (f"Certified: polar {pol.upper:.6g} <= 1 + {tol:g} ({bounds}); the duality bound puts the objective "
+                f"within {slack:.3g} of the global minimum.")
     elif pol.value > 1 + tol:
         text = (f"Not certified: polar {pol.value:.6g} > 1 + {tol:g}, so this is not a global minimum: adding a "
                 f"subnetwork along the polar's maximiser (`direction`, each layer times eps^(1/p), eps = {eps:.3g}) "
                 f"decreases the objective by {decrease:.3g} (exact line search). The global minimum lies between "
                 f"{slack:.3g} and {decrease:.3g} below the objective; grow the network (homogeneous.grow).")
-        if not pol.exact:
-            text += (" The descent direction is a proof whatever the heuristic; the duality bound assumes the "
-                     "heuristic polar is the true one.")
+    elif pol.upper > 1 + tol:
+        text = (f"Not certified: polar lower bound {pol.value:.6g} ({pol.method}), upper bound {pol.upper:.6g} > 1 + "
+                f"{tol:g}: global optimality is undecided (the polar was not computed exactly). The duality bound with "
+                f"the upper bound puts the objective within {slack:.3g} of the global minimum.")
     else:
-        text = (f"Not certified: the polar {pol.value:.6g} is <= 1 + {tol:g} but this is not a critical point "
-                f"(Θ and <-∇ℓ/λ, Φ> differ by {gap:.2g} relative); run local descent to convergence first.")
+        text = (f"Not certified: the polar is <= {pol.upper:.6g} <= 1 + {tol:g} ({bounds}) but the duality bound "
+                f"leaves {slack:.3g} (first-order gap λ(Θ - <Z, Φ>) / objective = {gap:.2g}): not a critical "
+                "point; run local descent to convergence first.")
     if zeros:
         text += f" Subnetworks {list(zeros)} are zero"
-        text += ("; consistent with Haeffele & Vidal's Thm. 1 (a local minimum with a zero subnetwork is global)."
-                 if certified else "; so this point is not a local minimum (at a local minimum a zero subnetwork "
-                 "would force polar <= 1, Haeffele & Vidal Thm. 1).")
+        if certified:
+            text += "; consistent with Haeffele & Vidal's Thm. 1 (a local minimum with a zero subnetwork is global)."
+        elif pol.value > 1 + tol:
+            text += ("; so this point is not a local minimum (at a local minimum a zero subnetwork would force "
+                     "polar <= 1, Haeffele & Vidal Thm. 1).")
+        else:
+            text += "."
     return text

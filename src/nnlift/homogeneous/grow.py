@@ -1,9 +1,10 @@
 """Grow the network until the certificate holds: Haeffele & Vidal's meta-algorithm (2017 CVPR).
 
 Repeat: local descent on the current r subnetworks; compute the polar Ω°_θ(Z) of Z = (Y - Φ) / λ; if it is
-<= 1 + tol the point is a global minimum (for ReLU: up to the polar heuristic) and we stop; otherwise append a
-subnetwork along the polar's maximiser, scaled by the exact line search of `certificate.unit_step` (the
-objective strictly decreases), drop the subnetworks that descent drove to zero, and descend again.
+<= 1 + tol we stop (a global minimum where the polar is exact, see `certify`; where only the ascent's lower bound
+exists, no direction > 1 + tol was found); otherwise append a subnetwork along the polar's maximiser, scaled by
+the exact line search of `certificate.unit_step` (the objective strictly decreases), drop the subnetworks that
+descent drove to zero, and descend again.
 For matrix factorization (X = None, linear) the polar is σ_max(Y - U Vᵀ) / λ and the grown factorization solves
 min_W ½||Y - W||²_F + λ ||W||_* (the convex problem behind the variational form of the nuclear norm).
 """
