@@ -18,4 +18,9 @@ STUDIES = {
     "backprop-failure": ("backprop_failure", "how often random-start backprop gets stuck"),
     "deep-linear": ("deep_linear", "exact sigmoidal learning dynamics of deep linear nets (Saxe et al. 2014)"),
     "momentum": ("momentum", "GD vs momentum vs Nesterov on ill-conditioned problems"),
+    "network-size": ("network_size", "test error keeps falling past zero training error; path norm (Neyshabur 2015)"),
+    "power-landscape": ("power_landscape", "tensor power method: stable fixed points = components iff orthogonal"),
+    "initialization": ("initialization", "orthogonal init: dynamical isometry, depth-independent learning time"),
+    "barron": ("barron", "non-realisable targets: risk vs k and n beside O(C_f^2/k) + O(1/n)"),
+    "optimizers": ("optimizers", "nonlinear CG, natural gradient, Newton, HF on the deep autoencoder"),
 }
