@@ -331,7 +331,8 @@ def _dual_exponent(p: float) -> float:
 
 def steepest_margin_trajectory(X, y, norm: str = "l2", p: float | None = None, loss: str = "exp",
                                lr: float | None = None, n_steps: int = 10_000, normalized: bool = True, w0=None,
-                               n_records: int = 60, verbose: int = 0) -> MarginTrajectory:
+                               max_step: float | None = None, n_records: int = 60,
+                               verbose: int = 0) -> MarginTrajectory:
     """`SteepestDescent` w.r.t. `norm` ("l1", "l2", "linf", "lp" with p) or greedy `CoordinateDescent`
     ("coordinate", the l1 geometry) on L(w) = Σ_i ℓ(y_i <w, x_i>), ℓ = exp(−m) ("exp") or log(1 + e^{−m})
     ("logistic"), compared with `max_margin(X, y, p)` of the same norm (Gunasekar et al. 2018, Thm. 5).
@@ -340,6 +341,9 @@ def steepest_margin_trajectory(X, y, norm: str = "l2", p: float | None = None, l
     cap). `normalized=True` (default) takes η_t = lr / L(w_t), i.e. steps of size lr on ln L(w), whose gradient
     ∇L/L = −Σ_i softmax(−m)_i z_i never underflows; lr defaults to 1/B², the largest the theorem allows. With
     `normalized=False` the step is the constant lr (default 1/(B² L(w0))), and margins grow only like ln t.
+    `max_step` is the theorem's finite cap η₊: the step becomes η_t = min(η₊, lr / L(w_t)) (normalized) or
+    min(η₊, lr); the default None leaves the normalized steps uncapped, outside the theorem once L(w_t) < lr/η₊
+    for every η₊.
     Gradients are set in closed form in the closure (autograd costs more than the step on these tiny problems).
     """
     X, y = _check_labels(X, y)
@@ -357,6 +361,8 @@ def steepest_margin_trajectory(X, y, norm: str = "l2", p: float | None = None, l
     dual_size = np.max(np.linalg.norm(X, ord=_dual_exponent(ref_p), axis=1))
     if lr is None:
         lr = 1.0 / dual_size ** 2 if normalized else 1.0 / (dual_size ** 2 * math.exp(_log_loss(Z @ w_start, loss)))
+    if max_step is not None and not max_step > 0:
+        raise ValueError(f"max_step must be positive or None, got {max_step}")
     w = torch.tensor(w_start, dtype=torch.float64)
     optimizer = CoordinateDescent([w], lr) if norm == "coordinate" else SteepestDescent([w], lr, norm, p)
     reference = max_margin(X, y, ref_p)
@@ -366,7 +372,12 @@ def steepest_margin_trajectory(X, y, norm: str = "l2", p: float | None = None, l
         m = Zt @ w
         log_slope = -m if loss == "exp" else -torch.nn.functional.softplus(m)
         if normalized:
-            log_slope = log_slope - torch.logsumexp(_log_terms(m, loss), 0)
+            log_total = torch.logsumexp(_log_terms(m, loss), 0)
+            log_slope = log_slope - log_total
+            if max_step is not None:  # a step on ln L of min(lr, η₊ L) is a step on L of min(lr / L, η₊)
+                optimizer.param_groups[0]["lr"] = min(lr, max_step * math.exp(float(log_total)))
+        elif max_step is not None:
+            optimizer.param_groups[0]["lr"] = min(lr, max_step)
         w.grad = -(torch.exp(log_slope) @ Zt)
 
     records = _record_steps(n_steps, n_records)
