@@ -90,8 +90,13 @@ def test_effective_rank_and_validation():
         factorized_gd(np.ones((1, 2, 2)), np.ones(1), [0.0], 0.1, 10)
 
 
-def test_reproduction_fast_run_save_report(tmp_path):
-    result = matrix_factorization.run(fast=True, random_state=0)
+@pytest.fixture(scope="module")
+def fast_result():
+    return matrix_factorization.run(fast=True, random_state=0)
+
+
+def test_reproduction_fast_run_save_report(fast_result, tmp_path):
+    result = fast_result
     paths = matrix_factorization.save(result, tmp_path)
     assert [p.name for p in paths] == ["matrix_factorization.json", "matrix_factorization.png"]
     assert json.loads(paths[0].read_text())["agrees"] == result["agrees"]
@@ -99,3 +104,28 @@ def test_reproduction_fast_run_save_report(tmp_path):
     text = matrix_factorization.report(result)
     assert "Razin" in text and "| 2 | det > 0 |" in text and "agrees" in text
     assert all(result["agrees"][f"razin-cohen L={d} {s}"] for d in (2, 3) for s in ("det > 0", "det < 0"))
+
+
+def test_greedy_low_rank_finds_the_low_rank_truth_where_the_nuclear_norm_does_not(fast_result):
+    """Li, Luo & Lyu (2021): on the under-sampled completion the minimum nuclear norm misses the rank-1 truth, the
+    greedy low-rank solution recovers it, and GD from smaller alpha comes closer to it."""
+    run = next(r for r in fast_result["factorization"] if r["problem"] == "completion" and r["m"] == 14)
+    assert run["reference_truth_error"] > 0.1
+    assert run["greedy"]["rank"] == 1 and run["greedy"]["truth_error"] < 1e-4
+    assert fast_result["agrees"]["greedy completion m=14"] and not fast_result["agrees"]["completion m=14"]
+    assert "expected: Li, Luo & Lyu 2021" in matrix_factorization.report(fast_result)
+
+
+def test_greedy_verdict_fails_when_gd_moves_away_from_the_greedy_solution(fast_result):
+    result = json.loads(json.dumps(fast_result))
+    run = next(r for r in result["factorization"] if r["problem"] == "completion" and r["m"] == 14)
+    run["greedy"]["gd_distance"] = sorted(run["greedy"]["gd_distance"])  # rising as alpha falls
+    assert not matrix_factorization._verdicts(result)["greedy completion m=14"]
+
+
+def test_conjecture_is_flagged_as_refuted_only_where_the_nuclear_norm_misses_the_truth(fast_result):
+    runs = {f"{r['problem']} m={r['m']}": r for r in fast_result["factorization"]}
+    recovered = next(r for r in runs.values() if r["reference_truth_error"] < fast_result["relative_recovery"])
+    mark = matrix_factorization._conjecture_mark(False, recovered, fast_result["relative_recovery"])
+    assert mark == "does not agree"
+    assert "Li, Luo & Lyu" in matrix_factorization._conjecture_mark(False, runs["completion m=14"], 1e-3)

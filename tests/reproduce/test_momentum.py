@@ -75,3 +75,29 @@ def test_save_and_report(result, tmp_path):
     assert (tmp_path / "momentum.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = momentum.report(result)
     assert "Sutskever" in text and "| claim | measured | verdict |" in text
+
+
+def test_quadratic_verdicts_agree_on_the_measured_run(result):
+    assert momentum.quadratic_verdicts(result) == {"rates": True, "speedup": True, "slopes": True}
+
+
+def test_quadratic_verdicts_fail_when_momentum_scales_like_gd(result):
+    """Fabricated counts: CM and NAG take GD's iterations (slope 1 in κ, no √κ speed-up): none of the checks agree."""
+    fake = json.loads(json.dumps(result))
+    for row in [*fake["sweep"], fake["quadratic"]]:
+        for method in ("cm", "nag"):
+            row[method]["iterations"] = row["gd"]["iterations"]
+    kappas = [r["kappa"] for r in fake["sweep"]]
+    fake["slopes"] = {m: momentum._slope(kappas, [r[m]["iterations"] for r in fake["sweep"]])
+                      for m in ("gd", "cm", "nag")}
+    assert fake["slopes"]["cm"] == pytest.approx(1.0, abs=0.05)
+    assert momentum.quadratic_verdicts(fake) == {"rates": False, "speedup": False, "slopes": False}
+    lines = [x for x in momentum.report(fake).splitlines() if x.startswith(("| quadratic", "| iterations grow"))]
+    assert len(lines) == 3 and all(x.endswith("| does not agree |") for x in lines)
+
+
+def test_rates_verdict_fails_outside_the_iteration_factor(result):
+    fake = json.loads(json.dumps(result))
+    row = fake["sweep"][-1]["nag"]
+    row["iterations"] = math.ceil(row["predicted"] * momentum.ITERATION_FACTOR * 1.1)
+    assert not momentum.quadratic_verdicts(fake)["rates"]

@@ -63,3 +63,31 @@ def test_save_and_report(result, tmp_path):
     assert (tmp_path / "restarts.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = restarts.report(result)
     assert "Choromanska" in text and "| claim | measured | verdict |" in text
+
+
+def test_fast_run_has_enough_widths_for_a_trend(result):
+    assert len(result["widths"]) >= restarts.MIN_WIDTHS
+    assert "too few widths" not in restarts.report(result)
+
+
+def test_trend_verdict_can_fail_and_refuses_two_widths():
+    """Spearman over two widths is ±1 whatever the losses: no verdict; a rising statistic does not agree."""
+    assert restarts.trend_verdict(-1.0, 2).startswith("too few widths")
+    assert restarts.trend_verdict(0.4, 5) == "does not agree"
+    assert restarts.trend_verdict(float("nan"), 5) == "does not agree"
+    assert restarts.trend_verdict(-0.5, 5) == "partly agrees"
+    assert restarts.trend_verdict(-1.0, 4) == "agrees"
+
+
+def test_report_says_does_not_agree_when_the_correlation_rises_with_width(result):
+    rising = json.loads(json.dumps(result))
+    for rank, row in enumerate(rising["widths"]):
+        row["train_test_correlation"] = -0.5 + 0.3 * rank
+    rising["summary"]["spearman_width_correlation"] = 1.0
+    line = next(x for x in restarts.report(rising).splitlines() if x.startswith("| train-test loss correlation"))
+    assert line.endswith("| does not agree |")
+
+
+def test_one_swap_among_five_widths_is_on_the_agreeing_side():
+    rho = restarts.spearman([25, 50, 100, 250, 500], [0.27, 0.23, -0.17, -0.33, -0.28])
+    assert rho == pytest.approx(-0.9) and restarts.trend_verdict(rho, 5) == "agrees"

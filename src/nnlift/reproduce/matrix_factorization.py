@@ -1,11 +1,13 @@
 """Gunasekar et al. (2017): gradient descent on a full-dimensional factorization X = U U^T from U_0 = sqrt(alpha) I
-tends, as alpha -> 0, to the minimum-nuclear-norm solution; and Razin & Cohen's (2020) counter-example, where
+tends, as alpha -> 0, to the minimum-nuclear-norm solution; Li, Luo & Lyu's (2021) refutation, where small-init
+gradient descent instead follows greedy low-rank learning; and Razin & Cohen's (2020) counter-example, where
 gradient descent on a deep factorization drives every norm to infinity.
 
 Problems (n x n, rank-r PSD ground truth with top eigenvalue 1): symmetric Gaussian sensing and symmetric
 completion, each with more measurements than the nuclear norm needs to recover the truth and with fewer (then
 the cvxpy minimiser of ||X||_* over X PSD differs from the truth, and only the conjecture, not recovery theory,
 says where gradient descent goes). Step 0.25 / (||A||^2 ||X_*||), a quarter of the stable step at the solution.
+Li, Luo & Lyu's greedy low-rank learning (GLRL) on each problem gives the alternative limit.
 Razin & Cohen's 2 x 2 completion: W = W_L ... W_1 from balanced layers with product 1e-3 I (det > 0, their
 theorem's condition) and, as a control, 1e-3 diag(1, -1) (det < 0).
 """
@@ -28,7 +30,7 @@ from ..bias.factorization import (
 from ..bias.references import min_nuclear_norm
 from ._common import save_study, verdict
 
-__all__ = ["CLAIM", "run", "save", "report"]
+__all__ = ["CLAIM", "greedy_low_rank", "run", "save", "report"]
 
 CLAIM = ("Gradient descent on f(U) = ||A(U U^T) - b||^2 with U n x n (no rank constraint), started at "
          "U_0 = sqrt(alpha) I, converges as alpha -> 0 (and step -> 0) to the minimum-nuclear-norm solution "
@@ -36,9 +38,15 @@ CLAIM = ("Gradient descent on f(U) = ||A(U U^T) - b||^2 with U n x n (no rank co
          "Conjecture 1; proved for commuting A_i). Counter-claim: on the 2 x 2 completion with W_12 = W_21 = 1, "
          "W_22 = 0 observed, gradient descent on a depth-L >= 2 factorization with det W(0) > 0 drives |W_11| and "
          "every norm to infinity while the nuclear-norm minimiser (W_11 = 0, ||W||_* = 2) is bounded "
-         "(Razin & Cohen 2020, NeurIPS).")
+         "(Razin & Cohen 2020, NeurIPS). Refutation of Conjecture 1: gradient descent from infinitesimal init follows "
+         "greedy low-rank learning (rank-1 steps from the top eigenvector of -grad f, each run to convergence) and "
+         "need not reach the minimum nuclear norm when the measurements do not pin it to the low-rank truth "
+         "(Li, Luo & Lyu 2021, ICLR, 'Towards resolving the implicit bias of gradient descent for matrix "
+         "factorization: greedy low-rank learning').")
 
 RELATIVE_RECOVERY = 1e-3  # the convex minimiser "recovers" the truth when ||X_* - truth||_F / ||truth||_F is below
+GREEDY_EPS = 1e-8  # GLRL's initial scale of each new rank-1 direction (alpha of the smallest full-init run)
+GREEDY_TOL = 1e-16  # GLRL stops adding ranks once the loss is below
 
 
 def _config(fast: bool) -> dict:
@@ -54,6 +62,40 @@ def _relative(a, b) -> np.ndarray:
     return np.linalg.norm(a - b, axis=(-2, -1)) / np.linalg.norm(b)
 
 
+def greedy_low_rank(A, b, step: float, n_steps: int, max_rank: int) -> tuple[np.ndarray, list[float]]:
+    """Li, Luo & Lyu (2021)'s GLRL: from U = [] add sqrt(GREEDY_EPS) u, u the top eigenvector of -grad f(U U^T),
+    and run gradient descent on U for `n_steps` (or to loss <= GREEDY_TOL); repeat while that eigenvalue is
+    positive, up to `max_rank` columns. Returns U U^T and the loss after each rank."""
+    m, n = A.shape[:2]
+    flat = (0.5 * (A + A.transpose(0, 2, 1))).reshape(m, n * n)
+    U, losses = np.zeros((n, 0)), []
+    while U.shape[1] < max_rank and not (losses and losses[-1] <= GREEDY_TOL):
+        eigenvalues, vectors = np.linalg.eigh(-((flat @ (U @ U.T).ravel() - b) @ flat).reshape(n, n))
+        if eigenvalues[-1] <= 0:
+            break
+        U = np.column_stack([U, np.sqrt(GREEDY_EPS) * vectors[:, -1]])
+        for _ in range(n_steps):
+            residual = flat @ (U @ U.T).ravel() - b
+            if 0.5 * residual @ residual <= GREEDY_TOL:
+                break
+            U = U - step * 2 * (residual @ flat).reshape(n, n) @ U
+        residual = flat @ (U @ U.T).ravel() - b
+        losses.append(float(0.5 * residual @ residual))
+    return U @ U.T, losses
+
+
+def _greedy(problem, reference: np.ndarray, step: float, n_steps: int, X_gd: np.ndarray) -> dict:
+    """GLRL's solution next to the truth, the nuclear-norm minimiser and gradient descent's X per alpha."""
+    X, losses = greedy_low_rank(problem.measurements, problem.b, step, n_steps,
+                                int(np.linalg.matrix_rank(problem.truth)) + 2)
+    eigenvalues = np.sort(np.linalg.eigvalsh(X))[::-1]
+    return {"rank": int(np.sum(eigenvalues > 1e-4 * eigenvalues[0])), "phase_losses": losses,
+            "truth_error": float(_relative(X, problem.truth)),
+            "distance_to_min_nuclear": float(_relative(X, reference)),
+            "nuclear_excess": float(np.trace(X) / np.trace(reference) - 1),
+            "eigenvalues": eigenvalues[:6].tolist(), "gd_distance": _relative(X_gd, X).tolist()}
+
+
 def _factorization_run(kind: str, problem, alphas, n_steps: int) -> dict:
     A, b = problem.measurements, problem.b
     reference = min_nuclear_norm(A, b, psd=True)
@@ -61,7 +103,7 @@ def _factorization_run(kind: str, problem, alphas, n_steps: int) -> dict:
     step = 0.25 / (smoothness * np.linalg.norm(reference, 2))
     path = factorized_gd(A, b, alphas, step, n_steps, tol=1e-20)
     optimum = float(np.trace(reference))
-    return {
+    return {"greedy": _greedy(problem, reference, step, n_steps, path.X),
         "problem": kind, "m": int(len(b)), "step": float(step), "steps_run": int(path.steps[-1]),
         "min_nuclear_norm": optimum, "truth_nuclear_norm": float(np.trace(problem.truth)),
         "reference_truth_error": float(_relative(reference, problem.truth)),
@@ -117,6 +159,10 @@ def _verdicts(result: dict) -> dict:
         tail = distance[-3:]
         out[f"{r['problem']} m={r['m']}"] = bool(r["final_loss"][-1] < 1e-6 and excess[-1] < 0.01
                                                    and distance[-1] < 0.01 and np.all(np.diff(tail) <= 0))
+        # the refutation (Li, Luo & Lyu 2021) is a limit as alpha -> 0: GD's distance to the GLRL solution falls
+        # from the largest to the smallest alpha and over the last three alphas
+        greedy = np.array(r["greedy"]["gd_distance"])
+        out[f"greedy {r['problem']} m={r['m']}"] = bool(greedy[-1] < greedy[0] and np.all(np.diff(greedy[-3:]) <= 0))
     rc = result["razin_cohen"]
     for r in rc["runs"]:
         w11 = np.abs(r["w11"])
@@ -181,6 +227,14 @@ def save(result: dict, out_dir) -> list[Path]:
 
 
 
+def _conjecture_mark(agrees: bool, run: dict, recovery: float) -> str:
+    """The verdict on Conjecture 1, flagged as the expected refutation (Li, Luo & Lyu 2021) where the minimum
+    nuclear norm is not the truth."""
+    if agrees or run["reference_truth_error"] < recovery:
+        return verdict(agrees)
+    return "does not agree (expected: Li, Luo & Lyu 2021 refute the conjecture)"
+
+
 def report(result: dict) -> str:
     """The claim and markdown tables: per problem at the largest and smallest alpha; Razin-Cohen per depth."""
     ok = result["agrees"]
@@ -193,10 +247,25 @@ def report(result: dict) -> str:
                    f"({r['reference_truth_error']:.1e})"
         last = len(r["alphas"]) - 1
         for k in (0, last // 2, last):
-            mark = verdict(ok[name]) if k == last else ""
+            mark = _conjecture_mark(ok[name], r, result["relative_recovery"]) if k == last else ""
             lines.append(f"| {name} | {recovers} | {r['alphas'][k]:.0e} | {r['final_loss'][k]:.1e} "
                          f"| {r['nuclear_excess'][k]:.2e} | {r['distance_to_min_nuclear'][k]:.2e} "
                          f"| {r['truth_error'][k]:.2e} | {mark} |")
+    lines += ["", "Greedy low-rank learning (Li, Luo & Lyu 2021): GLRL's solution and gradient descent's distance to "
+              "it (relative Frobenius) at the largest, middle and smallest alpha; agrees when that distance falls "
+              "from the largest to the smallest alpha and over the last three alphas (their result is the limit "
+              "alpha -> 0).", "",
+              "| problem | GLRL rank (truth) | GLRL loss | GLRL dist. to truth | GLRL ||X||_*/min - 1 "
+              "| GLRL dist. to min-||X||_* | GD dist. to GLRL | GD dist. to min-||X||_* | verdict |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for r in result["factorization"]:
+        g, last, name = r["greedy"], len(r["alphas"]) - 1, f"{r['problem']} m={r['m']}"
+        path = " → ".join(f"{g['gd_distance'][k]:.3f}" for k in (0, last // 2, last))
+        nuclear = " → ".join(f"{r['distance_to_min_nuclear'][k]:.3f}" for k in (0, last // 2, last))
+        lines.append(f"| {name} | {g['rank']} ({result['config']['rank']}) "
+                     f"| {g['phase_losses'][-1]:.1e} | {g['truth_error']:.2e} | {g['nuclear_excess']:.2e} "
+                     f"| {g['distance_to_min_nuclear']:.2e} | {path} | {nuclear} "
+                     f"| {verdict(ok['greedy ' + name])} |")
     sc = result["step_check"]
     lines += ["", f"Step check ({sc['problem']}, alpha = {sc['alpha']:.0e}, step / 4 for 4x the steps): "
               f"loss {sc['final_loss']:.1e}, ||X||_*/min - 1 = {sc['nuclear_excess']:.2e}, distance to "
@@ -211,7 +280,10 @@ def report(result: dict) -> str:
         lines.append(f"| {r['depth']} | {r['start']} | {r['steps'][-1]:,} | {r['loss'][-1]:.2e} | {r['w11'][-1]:.3f} "
                      f"| {r['nuclear_norm'][-1]:.3f} | {r['effective_rank'][-1]:.3f} | {r['w11_sqrt_2loss']:.3f} "
                      f"| {mark} |")
-    lines += ["", "Verdicts: a factorization problem agrees when, at the smallest alpha, GD has converged "
+    lines += ["", "Where the minimum nuclear norm is not the truth (fewer measurements), 'does not agree' is the "
+              "expected outcome, not a defect: Li, Luo & Lyu (2021) refute Conjecture 1 and show that gradient "
+              "descent from small init follows greedy low-rank learning, whose solution is given above.",
+              "", "Verdicts: a factorization problem agrees when, at the smallest alpha, GD has converged "
               "(loss < 1e-6) to within 1% of the minimum nuclear norm and of the minimiser, and is still approaching "
               "it over the last three alphas; a det > 0 Razin-Cohen run agrees (with the counter-example) when "
               "|W_11| keeps growing past 5 and ||W||_* past twice the minimum while the loss falls; the det < 0 "
