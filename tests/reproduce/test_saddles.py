@@ -1,5 +1,6 @@
-"""Saddle points (Dauphin et al. 2014): critical points checked against a dense autograd Hessian, the escape from a
-constructed saddle, and the runs from one shared start."""
+"""Saddle points (Dauphin et al. 2014): critical points checked against a dense autograd Hessian, the study's
+Newton/SFN step against nnlift.optim, the escape from a constructed saddle against its prediction (and a function
+without a saddle that must fail it), the verdict functions on numbers that must fail, and the runs from one start."""
 
 import json
 import math
@@ -10,9 +11,20 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
+from nnlift.landscape import flatten_params
+from nnlift.optim import Newton, SaddleFreeNewton
 from nnlift.reproduce import saddles
 from nnlift.reproduce._common import load_digits_split
-from nnlift.reproduce.saddles import SaddlesConfig, make_mlp
+from nnlift.reproduce.saddles import (
+    RegularisedMSE,
+    SaddlesConfig,
+    compare_starts,
+    count_saddles,
+    escape_checks,
+    make_mlp,
+    predicted_escape,
+    subspace_newton_step,
+)
 
 
 @pytest.fixture(scope="module")
@@ -20,10 +32,14 @@ def result():
     return saddles.run(fast=True)
 
 
+def _data(config: SaddlesConfig):
+    data = load_digits_split(pool=2, random_state=0, dtype=torch.float64)
+    return data["X_train"][:config.n_rows], F.one_hot(data["y_train"][:config.n_rows], 10).double()
+
+
 def _regularised_loss(config: SaddlesConfig):
     """The part-1 objective as a function of the flat θ, written independently of nnlift.landscape."""
-    data = load_digits_split(pool=2, random_state=0, dtype=torch.float64)
-    X, Y = data["X_train"][:config.n_rows], F.one_hot(data["y_train"][:config.n_rows], 10).double()
+    X, Y = _data(config)
     model = make_mlp(16, config.hidden, 10, 0)
     names, shapes = [n for n, _ in model.named_parameters()], [p.shape for p in model.parameters()]
 
@@ -57,25 +73,115 @@ def test_converged_critical_points_have_zero_gradient_and_the_dense_index(result
         assert (point["grad_norm"] <= config.grad_tol) == (point["status"] == "converged")
 
 
-def test_newton_is_attracted_to_the_saddle_and_sfn_escapes_at_any_curvature(result):
+@pytest.mark.parametrize(("k", "absolute", "damping"), [(None, False, (1e-2,)), (None, True, (1e-3, 1e-2, 1e-1, 1.0)),
+                                                         (10, True, (1e-3, 1e-2, 1e-1, 1.0))])
+def test_the_study_step_is_the_library_newton_and_saddle_free_newton_step(k, absolute, damping):
+    config = SaddlesConfig.fast()
+    X, Y = _data(config)
+    model = make_mlp(16, config.hidden, 10, 7)
+    theta0 = flatten_params(model)
+    k = k or len(theta0)
+    objective = RegularisedMSE(make_mlp(16, config.hidden, 10, 0), X, Y, 0.0)
+    theta, info = subspace_newton_step(objective, theta0, k=k, damping=damping, absolute=absolute,
+                                       generator=torch.Generator().manual_seed(0))
+    optimizer = (SaddleFreeNewton(model, F.mse_loss, k=k, damping=damping) if absolute
+                 else Newton(model, F.mse_loss, damping=damping[0]))
+    assert optimizer.step(lambda: (X, Y)) == pytest.approx(info["loss"], rel=1e-12)
+    assert torch.allclose(theta, flatten_params(model), rtol=1e-7, atol=1e-9)
+    assert objective.loss(theta) < info["loss"] and 0 < info["step_size"] <= 1
+    if absolute:
+        assert info["damping"] == optimizer.global_state["damping"]
+
+
+def test_the_penalised_loss_adds_the_penalty():
+    config = SaddlesConfig.fast()
+    X, Y = _data(config)
+    objective = RegularisedMSE(make_mlp(16, config.hidden, 10, 0), X, Y, config.weight_decay)
+    theta = flatten_params(make_mlp(16, config.hidden, 10, 3))
+    assert objective.loss(theta) == pytest.approx(float(_regularised_loss(config)(theta)), rel=1e-12)
+    assert objective.loss(theta) - objective.data_loss(theta) == pytest.approx(
+        0.5 * config.weight_decay * float(theta @ theta))
+
+
+def test_escape_from_the_constructed_saddle_matches_the_prediction(result):
     low, high = result["escape"]
     assert (low["curvature"], high["curvature"]) == (1.0, 100.0)
+    start = SaddlesConfig.fast().escape_start
+    assert predicted_escape(1.0, start)["gd"] == pytest.approx(math.log(0.5412 / start) / math.log(2), rel=1e-3)
     for row in (low, high):
         assert row["newton"]["iterations"] is None
         assert np.abs(row["newton"]["final_point"]).max() < 1e-6  # sits on the saddle (0, 0)
+        assert row["newton"]["lambda_min"] == pytest.approx(-1.0)
         assert row["sfn"]["final_value"] < -0.125 and row["gd"]["final_value"] < -0.125
-    assert abs(high["sfn"]["iterations"] - low["sfn"]["iterations"]) <= 2
-    assert high["gd"]["iterations"] > 30 * low["gd"]["iterations"]
+    assert low["sfn"]["iterations"] == high["sfn"]["iterations"] == math.ceil(predicted_escape(1.0, start)["sfn"])
+    assert high["gd"]["iterations"] > 60 * low["gd"]["iterations"]
+    checks = result["summary"]["escape"]
+    assert checks["agrees"] and all(0.95 < r < 1.1 for r in checks["gd_ratio"] + checks["sfn_ratio"])
+
+
+def test_a_function_without_a_saddle_fails_the_escape_verdict():
+    config = SaddlesConfig.fast()
+    rows = saddles._escape(config, sign=1.0)  # ½cx² + ½y² + ¼y⁴: a minimum at 0
+    checks = escape_checks(rows, config.escape_start)
+    assert all(row[m]["iterations"] is None for row in rows for m in ("gd", "sfn", "newton"))
+    assert all(v == pytest.approx(1.0) for v in checks["newton_lambda_min"])  # Newton converges, to a minimum
+    assert not checks["gd_agrees"] and not checks["sfn_agrees"] and not checks["newton_agrees"]
+    assert not checks["agrees"]
+
+
+def _fabricated(curvatures, gd, sfn, newton_iterations=None, newton_point=(0.0, 0.0), newton_lambda=-1.0):
+    return [{"curvature": c, "gd": {"iterations": g}, "sfn": {"iterations": s},
+             "newton": {"iterations": newton_iterations, "final_point": list(newton_point),
+                        "lambda_min": newton_lambda}} for c, g, s in zip(curvatures, gd, sfn, strict=True)]
+
+
+def test_escape_verdict_fails_on_numbers_against_the_prediction():
+    curvatures, start = [1.0, 10.0, 100.0, 1000.0], 1e-4
+    gd = [round(predicted_escape(c, start)["gd"]) + 1 for c in curvatures]
+    sfn = [round(predicted_escape(c, start)["sfn"]) + 1 for c in curvatures]
+    assert escape_checks(_fabricated(curvatures, gd, sfn), start)["agrees"]
+    growing = escape_checks(_fabricated(curvatures, gd, [13, 30, 120, 900]), start)  # SFN slows down with c
+    assert not growing["sfn_agrees"] and not growing["agrees"] and growing["gd_agrees"]
+    flat_gd = escape_checks(_fabricated(curvatures, [13] * 4, sfn), start)  # GD not slowed by c
+    assert not flat_gd["gd_agrees"] and not flat_gd["agrees"]
+    assert not escape_checks(_fabricated(curvatures, gd, [13, 13, None, 13]), start)["agrees"]
+    assert not escape_checks(_fabricated(curvatures, gd, sfn, newton_iterations=20), start)["agrees"]
+    assert not escape_checks(_fabricated(curvatures, gd, sfn, newton_point=(0.0, 0.3)), start)["agrees"]
+    assert not escape_checks(_fabricated(curvatures, gd, sfn, newton_lambda=1.0), start)["agrees"]
+
+
+def test_start_and_saddle_verdicts_fail_on_numbers_against_the_claim():
+    assert compare_starts([1, 1, 1], [2, 2, 2], [3, 3, 3]) == {"n": 3, "below_newton": 3, "below_sgd": 3,
+                                                                "below_both": 3, "agrees": True}
+    assert not compare_starts([2, 1, 3], [1, 2, 2], [3, 3, 3])["agrees"]  # below both on 1 of 3
+    assert not compare_starts([1, 1], [2, 2], [0.5, 3])["agrees"]  # a tie at half is no majority
+    assert count_saddles([-0.1, -0.2, 1e-6], [1.0, 1.0, 1.0]) == {"n": 3, "at_saddle": 2, "agrees": True}
+    assert not count_saddles([-1e-4, 2e-6], [1.0, 1.0])["agrees"]  # flat, not negative: no saddle
 
 
 def test_runs_from_the_same_start(result):
-    best = result["training"]["best"]
-    assert set(best) == {"sgd", "newton", "sfn"}
-    for run in best.values():
-        assert len(run["curve"]) == SaddlesConfig.fast().train_steps + 1
-        assert all(math.isfinite(v) for v in run["curve"]) and run["final_loss"] < run["curve"][0]
-    assert best["newton"]["curve"][0] == pytest.approx(best["sfn"]["curve"][0])  # the same start
-    assert best["sfn"]["final_loss"] < best["sgd"]["final_loss"]
+    config = SaddlesConfig.fast()
+    training, summary = result["training"], result["summary"]
+    assert len(training["starts"]) == config.starts
+    for start in training["starts"]:
+        assert set(start) == {"seed", "sgd", "newton", "sfn"}
+        initial = start["sfn"]["curve"][0]
+        for name in ("sgd", "newton", "sfn"):
+            run = start[name]
+            assert len(run["curve"]) == config.train_steps + 1 and run["curve"][0] == pytest.approx(initial)
+            assert all(math.isfinite(v) for v in run["curve"]) and run["final_loss"] < initial
+            assert run["early_loss"] == run["curve"][round(config.early_fraction * config.train_steps)]
+            assert run["lambda_min"] <= run["lambda_max"]
+        assert start["sfn"]["positive_definite_steps"] == config.train_steps
+        assert sum(start["newton"]["damping_chosen"].values()) == config.train_steps
+    finals = {name: [s[name]["final_loss"] for s in training["starts"]] for name in ("sfn", "newton", "sgd")}
+    assert summary["final"] == compare_starts(finals["sfn"], finals["newton"], finals["sgd"])
+    factors = [row["factor"] for row in training["ablation"]]
+    assert factors == ["paper's setting", "fixed damping", "Krylov size", "weight penalty"]
+    paper, penalty = training["ablation"][0], training["ablation"][-1]
+    assert paper["sfn"]["final_loss"] == training["starts"][0]["sfn"]["final_loss"]
+    assert penalty["weight_decay"] == 3e-3 and penalty["newton"]["final_loss"] > penalty["newton"]["data_loss"]
+    assert summary["old_setting"]["newton_final"] == training["ablation"][1]["newton"]["final_loss"]
 
 
 def test_save_and_report(result, tmp_path):
@@ -86,3 +192,5 @@ def test_save_and_report(result, tmp_path):
     assert (tmp_path / "saddles.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = saddles.report(result)
     assert "Dauphin" in text and "| claim | measured | verdict |" in text
+    assert "SFN vs Newton by damping / Krylov size / weight penalty" in text and "| factor | k |" in text
+    assert text.count("| paper's setting |") == 1
