@@ -1,7 +1,10 @@
 """The loss landscape: curvature operators (Hessian, Gauss-Newton, empirical Fisher; K-FAC and EKFAC from
-curvlinops) on flat parameter vectors, their spectra (Lanczos with residuals, Hutchinson, Hutch++, diagonal
-estimators, stochastic Lanczos quadrature, the index of a critical point) and low-dimensional slices of the loss."""
+curvlinops) on flat parameter vectors, their damped inverses (CG, LSMR, Neumann) and the output Jacobian, their
+spectra (Lanczos with residuals, Hutchinson, Hutch++, XTrace, diagonal estimators, stochastic Lanczos quadrature,
+the index of a critical point) and low-dimensional slices of the loss."""
 
+from .inverse import InverseOperator
+from .jacobian import JacobianOperator, TransposedJacobianOperator
 from .kfac_operator import EKFACOperator, KFACInverseOperator, KFACOperator
 from .operators import (
     CurvatureOperator,
@@ -37,6 +40,7 @@ from .spectrum import (
     lanczos,
     spectral_density,
     xdiag,
+    xtrace,
 )
 from .tracking import TrackingResult, plot_tracking, track
 from .trajectory import (
@@ -53,6 +57,7 @@ __all__ = ["CurvatureOperator", "EmpiricalFisherOperator", "FunctionalLoss", "Ga
            "parameter_names", "unflatten", "SliceResult", "curvature_map_2d", "filter_normalized_direction",
            "loss_interpolation", "loss_slice_1d", "loss_slice_2d", "plot_slice", "DiagonalEstimate", "Eigenpairs",
            "IndexEstimate", "SpectralDensity", "TraceEstimate", "critical_point_index", "extreme_ratio",
-           "hutchinson_diagonal", "hutchinson_trace", "hutchpp_trace", "lanczos", "spectral_density", "xdiag",
+           "hutchinson_diagonal", "hutchinson_trace", "hutchpp_trace", "lanczos", "spectral_density", "xdiag", "xtrace",
+           "InverseOperator", "JacobianOperator", "TransposedJacobianOperator",
            "TrackingResult", "plot_tracking", "track", "TrajectoryPlane", "TrajectorySurface", "plot_trajectory",
            "stack_snapshots", "trajectory_plane", "trajectory_surface"]

@@ -17,13 +17,13 @@ and leaves the caller's model alone: curvlinops hooks into a copy of it, with θ
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Callable
 
 import torch
 from torch import nn
 
+from ._curvlinops import copy_at_point
 from .operators import CurvatureOperator, ParameterSelection, SymmetricOperator
 
 __all__ = ["KFACOperator", "EKFACOperator", "KFACInverseOperator"]
@@ -96,23 +96,15 @@ class KFACOperator(CurvatureOperator):
         return KFACLinearOperator
 
     def _copy_at_point(self) -> tuple[nn.Module, list[nn.Parameter]]:
-        """A copy of the model with θ written into the selected parameters, which alone require grad."""
-        objective = self.objective
-        model = copy.deepcopy(objective.model)
-        named = dict(model.named_parameters())
-        owners = _owners(model, objective.names)
-        unsupported = {name: type(owners[name]).__name__ for name in objective.names
+        """`copy_at_point`, refusing parameters outside `nn.Linear` and `nn.Conv2d` layers."""
+        model, params = copy_at_point(self.objective)
+        owners = _owners(model, self.objective.names)
+        unsupported = {name: type(owners[name]).__name__ for name in self.objective.names
                        if not isinstance(owners[name], nn.Linear | nn.Conv2d)}
         if unsupported:
             raise ValueError(f"{self.name} covers parameters of nn.Linear and nn.Conv2d layers only; {unsupported} sit "
                              "in other modules: leave them out with parameters= (names or globs such as '0.*')")
-        for param in model.parameters():
-            param.requires_grad_(False)
-        with torch.no_grad():
-            for name, value in zip(objective.names, objective.unflatten(objective.point), strict=True):
-                named[name].copy_(value)
-                named[name].requires_grad_(True)
-        return model, [named[name] for name in objective.names]
+        return model, params
 
     def _make_backend(self, loss: nn.Module, options: dict):
         model, params = self._copy_at_point()

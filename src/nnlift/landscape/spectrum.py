@@ -10,6 +10,7 @@ array or a curvlinops linear operator (anything with `shape`, `dtype`, `device` 
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,7 +49,7 @@ class TraceEstimate:
     """A stochastic trace estimate, its Monte Carlo standard error and the number of operator products."""
 
     estimate: float
-    std_error: float
+    std_error: float | None
     n_matvec: int
 
 
@@ -268,6 +269,20 @@ class _Curvlinops:
         return self
 
 
+@contextmanager
+def _seeded_torch(op, random_state):
+    """torch's generator on `op`'s device seeded from `random_state`, inside a forked RNG state (the caller's is
+    restored): curvlinops' estimators draw their probes from it."""
+    seed = int(np.random.default_rng(random_state).integers(2**63))
+    on_cpu = op.device.type == "cpu"
+    with torch.random.fork_rng(devices=[] if on_cpu else None, device_type=None if on_cpu else op.device.type):
+        if on_cpu:
+            torch.default_generator.manual_seed(seed)
+        else:
+            torch.manual_seed(seed)
+        yield
+
+
 def xdiag(op, n_queries: int = 100, *, random_state=None) -> DiagonalEstimate:
     """XDiag (Epperly, Tropp & Webber 2024), curvlinops' `xdiag`: the diagonal of A on Q = orth(A W) exactly and
     Hutchinson on the rest, each probe left out of Q in turn (exchangeability), n_queries/2 probes W. Exact when
@@ -283,15 +298,29 @@ def xdiag(op, n_queries: int = 100, *, random_state=None) -> DiagonalEstimate:
     P = op.shape[0]
     if not isinstance(n_queries, int | np.integer) or n_queries < 2 or n_queries % 2 or n_queries >= P:
         raise ValueError(f"n_queries must be even, at least 2 and below P = {P}, got {n_queries!r}")
-    seed = int(np.random.default_rng(random_state).integers(2**63))
-    on_cpu = op.device.type == "cpu"
-    with torch.random.fork_rng(devices=[] if on_cpu else None, device_type=None if on_cpu else op.device.type):
-        if on_cpu:
-            torch.default_generator.manual_seed(seed)
-        else:
-            torch.manual_seed(seed)
+    with _seeded_torch(op, random_state):
         estimate = curvlinops_xdiag(_Curvlinops(op), int(n_queries))
     return DiagonalEstimate(estimate.detach().double().cpu().numpy(), None, int(n_queries))
+
+
+def xtrace(op, n_queries: int = 100, *, random_state=None) -> TraceEstimate:
+    """XTrace (Epperly, Tropp & Webber 2024), curvlinops' `xtrace`: Hutch++'s split into tr(QᵀAQ) on
+    Q = orth(A W) plus Hutchinson on the rest, with every probe used in both parts by leaving it out of Q in turn
+    (exchangeability), n_queries/2 probes W. Exact when rank A < n_queries/2; for a decaying spectrum more accurate
+    than `hutchpp_trace` at the same products.
+
+    n_queries must be even and below P. Probes are drawn from torch's generator, seeded from `random_state` inside
+    a forked RNG state as in `xdiag`. No standard error (None): curvlinops returns the estimate alone.
+    """
+    from curvlinops import xtrace as curvlinops_xtrace  # here, not at the top: its import is slow and warns
+
+    op = _as_operator(op)
+    P = op.shape[0]
+    if not isinstance(n_queries, int | np.integer) or n_queries < 2 or n_queries % 2 or n_queries >= P:
+        raise ValueError(f"n_queries must be even, at least 2 and below P = {P}, got {n_queries!r}")
+    with _seeded_torch(op, random_state):
+        estimate = curvlinops_xtrace(_Curvlinops(op), int(n_queries))
+    return TraceEstimate(float(estimate), None, int(n_queries))
 
 
 def _tridiagonalize(op, n_iter: int, n_probes: int, rng: np.random.Generator, verbose: int):
