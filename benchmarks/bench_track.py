@@ -9,15 +9,16 @@ Model and data: `nnlift.reproduce.saddles.make_mlp` (tanh MLP 16-h-10, float64, 
 squared error on one-hot targets, trained by full-batch gradient descent with the study's step 0.5 (its part-1
 trajectory, without the weight penalty, so that the loss trained is the one whose Hessian is tracked) for
 `--steps` steps, keeping `--checkpoints` evenly spaced checkpoints (the first at step 0, the last at the end).
-For each `--tols` value, `track(k, which="both", index="lanczos")` runs cold and warm on the same checkpoints,
-in turn, `--repeats` times each: products per checkpoint (deterministic; in all, and those of the top and the
-bottom end's Lanczos calls; the totals include the 2k products of the residual check at each checkpoint), median
-wall time of each checkpoint and of the whole run. Both use the same stopping rule (see `tracking`'s docstring),
+For each `--tols` value, `track(k, which="both", index="lanczos", method=--method)` runs cold and warm on the
+same checkpoints, in turn, `--repeats` times each: products per checkpoint (deterministic; in all, and those of
+the top and the bottom end's Lanczos calls, all booked to the top end by the block method; the totals include
+the 2k products of the residual check at each checkpoint), median wall time of each checkpoint and of the whole
+run. Both use the same stopping rule (see `tracking`'s docstring),
 so the residuals ‖Hv − λv‖ agree; the table shows the largest residual and the largest error of an eigenvalue
 against the one of the same rank from the dense Hessian (not timed), and the index from Lanczos next to the exact
 one (`critical_point_index` on the dense Hessian).
-Writes benchmarks/results/track.json (settings, both runs, timings) and track.png (`plot_tracking`); `--quick`
-writes track_quick.*.
+Writes benchmarks/results/track.json (settings, both runs, timings) and track.png (`plot_tracking`), or
+track_block.* with `--method block`; `--quick` adds _quick to the name.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def _train(hidden: int, rows: int, steps: int, n_checkpoints: int, lr: float):
     return model, (X, Y), checkpoints, kept, losses
 
 
-def _compare(model, data, checkpoints, steps, k: int, tol: float, repeats: int) -> dict:
+def _compare(model, data, checkpoints, steps, k: int, tol: float, repeats: int, method: str) -> dict:
     """Cold and warm runs, in turn (cold first on even repeats, warm first on odd ones); the last result of each and
     the median seconds per checkpoint and in all."""
     runs = {"cold": [], "warm": []}
@@ -71,7 +72,7 @@ def _compare(model, data, checkpoints, steps, k: int, tol: float, repeats: int) 
         for name in ("cold", "warm") if repeat % 2 == 0 else ("warm", "cold"):
             began = time.perf_counter()
             result = track(model, F.mse_loss, data, checkpoints, k=k, tol=tol, warm_start=name == "warm",
-                           steps=steps)
+                           steps=steps, method=method)
             runs[name].append((result, time.perf_counter() - began))
     out = {}
     for name, done in runs.items():
@@ -126,6 +127,8 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=5)
     parser.add_argument("--tols", type=float, nargs="+", default=[1e-4, 1e-8])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--method", choices=["arpack", "block"], default="arpack",
+                        help="track's eigensolver: ARPACK per end, or both ends by the block Krylov method")
     parser.add_argument("--quick", action="store_true", help="a smoke run of a few seconds")
     args = parser.parse_args()
     if args.quick:
@@ -137,13 +140,14 @@ def main() -> None:
     dense = [HessianOperator(model, F.mse_loss, data, at=theta).to_dense().numpy() for theta in checkpoints]
     exact = np.array([np.linalg.eigvalsh((H + H.T) / 2) for H in dense])
     dense_index = [critical_point_index(H).n_negative for H in dense]
-    track(model, F.mse_loss, data, checkpoints[:2], k=args.k, tol=max(args.tols))  # warm-up, not timed
-    comparisons = {tol: _compare(model, data, checkpoints, steps, args.k, tol, args.repeats) for tol in args.tols}
+    track(model, F.mse_loss, data, checkpoints[:2], k=args.k, tol=max(args.tols), method=args.method)  # warm-up
+    comparisons = {tol: _compare(model, data, checkpoints, steps, args.k, tol, args.repeats, args.method)
+                   for tol in args.tols}
     elapsed = time.perf_counter() - began
 
     n_params = checkpoints[0].numel()
     print(f"digits MLP 16-{args.hidden}-10 (P = {n_params}), {args.rows} rows, {len(checkpoints)} checkpoints of "
-          f"{args.steps} GD steps, k = {args.k} at each end, 1 thread, median of {args.repeats}\n")
+          f"{args.steps} GD steps, k = {args.k} at each end, {args.method}, 1 thread, median of {args.repeats}\n")
     print(markdown_table(["tol", "cold products", "warm products", "warm / cold", "top end cold / warm",
                           "bottom end cold / warm", "cold s", "warm s",
                           "max residual cold / warm", "max |λ − λ_dense| cold / warm"],
@@ -154,7 +158,7 @@ def main() -> None:
                           "warm ms"], _checkpoint_rows(comparisons[tightest], losses, dense_index)))
     print(f"\nwhole benchmark: {elapsed:.1f} s")
 
-    name = "track_quick" if args.quick else "track"
+    name = ("track" if args.method == "arpack" else f"track_{args.method}") + ("_quick" if args.quick else "")
     best = comparisons[tightest]
     plot_tracking(best["warm"]["result"], RESULTS / f"{name}.png", baseline=best["cold"]["result"])
     write_json(RESULTS / f"{name}.json", {

@@ -1,14 +1,16 @@
 """Tiny float64 networks and data for the landscape tests, and dense curvature matrices built the slow way with
 torch.autograd.functional (the references the operators are checked against)."""
 
+import copy
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 from torch.func import functional_call
 
-from nnlift.landscape import flatten_params, parameter_names, unflatten
+from nnlift.landscape import HessianOperator, flatten_params, parameter_names, unflatten
 
 
 def make_mlp(seed: int = 0) -> nn.Module:
@@ -62,3 +64,28 @@ def dense_fisher(model, loss_fn, X, y) -> torch.Tensor:
 @pytest.fixture
 def dense():
     return SimpleNamespace(hessian=dense_hessian, gauss_newton=dense_gauss_newton, fisher=dense_fisher)
+
+
+def gd_checkpoints(model, loss_fn, X, y, n: int, lr: float) -> list[torch.Tensor]:
+    """n checkpoints, one per full-batch gradient-descent step, on a copy of the model."""
+    model = copy.deepcopy(model)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    checkpoints = []
+    for _ in range(n):
+        checkpoints.append(flatten_params(model))
+        optimizer.zero_grad()
+        loss_fn(model(X), y).backward()
+        optimizer.step()
+    return checkpoints
+
+
+@pytest.fixture
+def run(problem):
+    """Four checkpoints of the 26-parameter MLP and the eigenvalues of their dense Hessians, ascending."""
+    data = (problem.X, problem.y)
+    checkpoints = gd_checkpoints(problem.model, problem.loss_fn, *data, n=4, lr=0.5)
+    exact = []
+    for theta in checkpoints:
+        H = HessianOperator(problem.model, problem.loss_fn, data, at=theta).to_dense().numpy()
+        exact.append(np.linalg.eigvalsh((H + H.T) / 2))
+    return problem, data, checkpoints, np.array(exact)

@@ -8,33 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from nnlift.landscape import HessianOperator, critical_point_index, flatten_params
+from nnlift.landscape import HessianOperator, critical_point_index
 from nnlift.landscape.tracking import plot_tracking, track
 
-
-def _checkpoints(model, loss_fn, X, y, n: int, lr: float) -> list[torch.Tensor]:
-    """n checkpoints, one per full-batch gradient-descent step, on a copy of the model."""
-    model = copy.deepcopy(model)
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
-    checkpoints = []
-    for _ in range(n):
-        checkpoints.append(flatten_params(model))
-        optimizer.zero_grad()
-        loss_fn(model(X), y).backward()
-        optimizer.step()
-    return checkpoints
-
-
-@pytest.fixture
-def run(problem):
-    """Four checkpoints of the 26-parameter MLP and the eigenvalues of their dense Hessians, ascending."""
-    data = (problem.X, problem.y)
-    checkpoints = _checkpoints(problem.model, problem.loss_fn, *data, n=4, lr=0.5)
-    exact = []
-    for theta in checkpoints:
-        H = HessianOperator(problem.model, problem.loss_fn, data, at=theta).to_dense().numpy()
-        exact.append(np.linalg.eigvalsh((H + H.T) / 2))
-    return problem, data, checkpoints, np.array(exact)
+from .conftest import gd_checkpoints
 
 
 @pytest.mark.parametrize("k", [3, 12])
@@ -84,7 +61,7 @@ def test_index_and_negative_mass(run):
     assert not slq.index_exact.any() and (slq.index_matvec == 26 * 16).all()
 
 
-def test_warm_starts_save_products_on_slowly_moving_checkpoints():
+def test_warm_starts_save_products_on_slowly_movinggd_checkpoints():
     """Gradient descent with a small step on a 5-8-3 MLP (P = 75): from the second checkpoint on, the warm start
     takes 116 products where the cold one takes 169 (ratio 0.69): 21 instead of 39 at the top end, 91 instead of
     126 at the bottom, 4 for the residuals."""
@@ -93,7 +70,7 @@ def test_warm_starts_save_products_on_slowly_moving_checkpoints():
     y = torch.randn(40, 3, generator=generator, dtype=torch.float64)
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 3)).double()
-    checkpoints = _checkpoints(model, nn.functional.mse_loss, X, y, n=4, lr=0.01)
+    checkpoints = gd_checkpoints(model, nn.functional.mse_loss, X, y, n=4, lr=0.01)
     cold, warm = (track(model, nn.functional.mse_loss, (X, y), checkpoints, k=2, tol=1e-10, warm_start=warm)
                   for warm in (False, True))
     assert warm.n_matvec[0] == cold.n_matvec[0]
