@@ -15,6 +15,7 @@ from nnlift.landscape import (
     InverseOperator,
     JacobianOperator,
     KFACOperator,
+    MCFisherOperator,
     hutchpp_trace,
     xtrace,
 )
@@ -142,3 +143,25 @@ def test_xtrace_is_exact_below_half_its_products_and_beats_hutchpp_on_a_decaying
     assert torch.equal(state, torch.random.get_rng_state())
     with pytest.raises(ValueError, match="even"):
         xtrace(decaying, 31)
+
+
+@pytest.mark.parametrize("kind", ["mse", "cross_entropy"])
+def test_monte_carlo_fisher_averages_to_the_gauss_newton_matrix(kind):
+    """For these losses the type-2 Fisher is the Gauss-Newton matrix; the MC Fisher with S samples per row is
+    unbiased for it, with error ~ 1/√S, and each draw is positive semi-definite of rank <= N·S."""
+    model, (X, y) = make_mlp(), _data()
+    if kind == "cross_entropy":
+        y, loss_fn = (y[:, 0] > 0).long(), nn.functional.cross_entropy
+    else:
+        loss_fn = nn.functional.mse_loss
+    G = GaussNewtonOperator(model, loss_fn, (X, y)).to_dense().numpy()
+    errors = {}
+    for samples in (100, 10_000):
+        F = MCFisherOperator(model, loss_fn, (X, y), mc_samples=samples, random_state=1).to_dense().numpy()
+        errors[samples] = np.abs(F - G).max() / np.abs(G).max()
+    assert errors[10_000] < 0.02 and errors[10_000] < errors[100] / 3
+    one = MCFisherOperator(model, loss_fn, (X, y), mc_samples=1).to_dense().numpy()
+    assert np.linalg.eigvalsh((one + one.T) / 2).min() > -1e-12 and np.linalg.matrix_rank(one, tol=1e-10) <= 11
+    np.testing.assert_array_equal(one, MCFisherOperator(model, loss_fn, (X, y), mc_samples=1).to_dense().numpy())
+    with pytest.raises(ValueError, match="mc_samples"):
+        MCFisherOperator(model, loss_fn, (X, y), mc_samples=0)
