@@ -146,3 +146,14 @@ def test_bad_input_is_refused(problem):
         HessianOperator(model, loss_fn, (X, y), parameters=lambda name, p: False)
     with pytest.raises(ValueError, match="at must have shape"):
         HessianOperator(model, loss_fn, (X, y), at=torch.zeros(3))
+
+
+@pytest.mark.parametrize(("values", "dtype", "finite"), [
+    ([1.0, -2.0], torch.float32, True), ([1.0, float("nan")], torch.float32, False),
+    ([float("inf"), -float("inf")], torch.float64, False), ([1e308, 1e308], torch.float64, True),
+    ([3e38, 3e38], torch.float32, True), ([1e308, float("inf")], torch.float64, False)])
+def test_the_fast_finiteness_check_agrees_with_isfinite_even_when_the_sum_overflows(values, dtype, finite):
+    from nnlift.landscape.operators import all_finite
+
+    tensor = torch.tensor(values, dtype=dtype)
+    assert all_finite(tensor) is finite is bool(torch.isfinite(tensor).all())

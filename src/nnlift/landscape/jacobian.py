@@ -14,7 +14,7 @@ import torch
 from scipy.sparse.linalg import LinearOperator
 
 from ._curvlinops import copy_at_point
-from .operators import FunctionalLoss, ParameterSelection
+from .operators import FunctionalLoss, ParameterSelection, all_finite
 
 __all__ = ["JacobianOperator", "TransposedJacobianOperator"]
 
@@ -55,7 +55,7 @@ class _JacobianBase:
         n_in = self.shape[1]
         if V.ndim not in (1, 2) or V.shape[0] != n_in:
             raise ValueError(f"v must have shape ({n_in},) or ({n_in}, m) for this {self.name}, got {tuple(V.shape)}")
-        if not torch.isfinite(V).all():
+        if not all_finite(V):
             raise ValueError("v contains NaN or inf")
         with torch.enable_grad():
             out = self._backend @ V
