@@ -60,27 +60,23 @@ setting of each optimiser solid, the other grid settings faint); `--quick` write
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import math
 import sys
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.datasets import load_digits
 from torch import nn
 
-import nnlift.optim.kfac as kfac_module
 from nnlift._io import atomic_write, write_json
-from nnlift.landscape.operators import CurvatureOperator, FunctionalLoss, GaussNewtonOperator
 from nnlift.optim import KFAC, HessianFree, NonlinearCG
-from nnlift.reproduce._common import BatchedMLP, fmt, json_safe, markdown_table
+from nnlift.reproduce._common import fmt, json_safe, markdown_table
 from nnlift.reproduce.momentum import MomentumConfig
+from nnlift.reproduce.optimizers import Passes, autoencoder_data, counting, make_autoencoder, minibatches, pca_error
 
 RESULTS = Path(__file__).parent / "results"
 MOMENTUM = 0.9
@@ -91,111 +87,13 @@ COLORS = {"sgd": "C0", "adam": "C1", "kfac": "C2", "kfac-fixed": "C6", "hf": "C3
 # problem
 
 
-def load_data(n_rows: int | None, seed: int) -> torch.Tensor:
-    """The momentum study's autoencoder data: digits / 16, `n_rows` of them drawn as the study draws them."""
-    X = load_digits().data / 16.0
-    if n_rows is not None:
-        X = X[np.random.default_rng(seed).permutation(len(X))[:n_rows]]
-    return torch.as_tensor(X, dtype=torch.float64)
-
-
-def pca_error(X: torch.Tensor, components: int) -> float:
-    """Reconstruction MSE of PCA with `components` components (the study's reference level)."""
-    centered = X.numpy() - X.numpy().mean(axis=0)
-    return float((np.linalg.svd(centered, compute_uv=False) ** 2)[components:].sum() / X.numel())
-
-
-def make_autoencoder(hidden: list[int], seed: int, width: int = 64) -> nn.Sequential:
-    """The study's tanh autoencoder at the study's initialisation, as `nn.Linear` layers in float64."""
-    net = BatchedMLP([width, *hidden, width], 1, "tanh", generator=torch.Generator().manual_seed(seed))
-    layers: list[nn.Module] = []
-    for index, (W, b) in enumerate(zip(net.weights, net.biases, strict=True)):
-        linear = nn.Linear(W.shape[1], W.shape[2], dtype=torch.float64)
-        with torch.no_grad():
-            linear.weight.copy_(W[0].T)
-            linear.bias.copy_(b[0, 0])
-        layers.append(linear)
-        if index < len(net.weights) - 1:
-            layers.append(nn.Tanh())
-    return nn.Sequential(*layers)
-
-
 def full_loss(model: nn.Module, X: torch.Tensor) -> float:
     with torch.no_grad():
         return float(F.mse_loss(model(X), X))
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# counting passes
-
-
-class Passes:
-    """Rows swept through the network, by kind (see the module docstring)."""
-
-    def __init__(self):
-        self.rows: Counter = Counter()
-
-    def add(self, kind: str, rows: int) -> None:
-        self.rows[kind] += int(rows)
-
-    @property
-    def total(self) -> int:
-        return sum(self.rows.values())
-
-
-def _rows(batches) -> int:
-    return sum(X.shape[0] for X, _ in batches)
-
-
-@contextlib.contextmanager
-def counting(passes: Passes) -> Iterator[None]:
-    """Wrap the entry points through which nnlift's second-order optimisers touch the data, for this process."""
-    originals = [(FunctionalLoss, "loss", FunctionalLoss.loss), (FunctionalLoss, "gradient", FunctionalLoss.gradient),
-                 (CurvatureOperator, "_matmat", CurvatureOperator._matmat),
-                 (GaussNewtonOperator, "_linearize", GaussNewtonOperator._linearize),
-                 (kfac_module, "kronecker_factors", kfac_module.kronecker_factors)]
-    loss, gradient, matmat, linearize, factors = (entry[2] for entry in originals)
-
-    def counted_loss(self, theta=None):
-        passes.add("loss", _rows(self.data))
-        return loss(self, theta)
-
-    def counted_gradient(self, theta=None):
-        passes.add("gradient", _rows(self.data))
-        return gradient(self, theta)
-
-    def counted_matmat(self, V):
-        passes.add("curvature_product", _rows(self.objective.data) * V.shape[1])
-        return matmat(self, V)
-
-    def counted_linearize(self, X, y):
-        passes.add("linearize", X.shape[0])
-        return linearize(self, X, y)
-
-    def counted_factors(model, loss_name, data, **kwargs):
-        passes.add("kfac_factors", _rows(data) * kwargs.get("mc_samples", 1))
-        return factors(model, loss_name, data, **kwargs)
-
-    replacements = [counted_loss, counted_gradient, counted_matmat, counted_linearize, counted_factors]
-    try:
-        for (owner, name, _), new in zip(originals, replacements, strict=True):
-            setattr(owner, name, new)
-        yield
-    finally:
-        for owner, name, old in originals:
-            setattr(owner, name, old)
-
-
-# ----------------------------------------------------------------------------------------------------------------------
 # optimisers: each a generator that makes one step per `next`
-
-
-def minibatches(X: torch.Tensor, batch: int, seed: int) -> Iterator[torch.Tensor]:
-    """Endless epochs of X in `batch`-row minibatches, reshuffled each epoch by a seeded generator."""
-    generator = torch.Generator().manual_seed(seed)
-    while True:
-        for index in torch.randperm(len(X), generator=generator).split(batch):
-            yield X[index]
 
 
 def first_order(model, X, passes, cfg, *, kind: str, lr: float) -> Iterator[None]:
@@ -465,7 +363,7 @@ def main(argv=None) -> None:
         suffix = suffix or "_quick"
     args.hidden = MomentumConfig().hidden
     started = time.perf_counter()
-    X = load_data(args.n_rows, args.seed)
+    X = autoencoder_data(args.n_rows, args.seed)
     template = make_autoencoder(args.hidden, args.seed)
     grids = settings_of(args)
     warm_up(template, X, args, grids)

@@ -63,7 +63,7 @@ from ._common import BatchedMLP, fmt, markdown_table, progress, save_study, verd
 from .momentum import MomentumConfig
 
 __all__ = ["CLAIM", "OptimizersConfig", "METHODS", "autoencoder_data", "pca_error", "make_autoencoder", "Passes",
-           "counting", "drive", "verdicts", "run", "save", "report"]
+           "minibatches", "counting", "drive", "verdicts", "run", "save", "report"]
 
 CLAIM = ("Martens (2010), 'Deep learning via Hessian-free optimization' (ICML): Hessian-free optimisation, on the "
          "Gauss-Newton matrix rather than the Hessian (§4.2), trains deep autoencoders to lower error than "
@@ -205,7 +205,7 @@ def counting(passes: Passes) -> Iterator[None]:
             setattr(owner, name, old)
 
 
-def _minibatches(X: torch.Tensor, batch: int, seed: int) -> Iterator[torch.Tensor]:
+def minibatches(X: torch.Tensor, batch: int, seed: int) -> Iterator[torch.Tensor]:
     """Endless epochs of X in `batch`-row minibatches, reshuffled each epoch by one seeded generator."""
     generator = torch.Generator().manual_seed(seed)
     while True:
@@ -215,7 +215,7 @@ def _minibatches(X: torch.Tensor, batch: int, seed: int) -> Iterator[torch.Tenso
 def _sgd(model, X, passes, config, seed, *, lr: float, full_batch: bool) -> Iterator[dict]:
     """gd (full batch, no momentum) or cm (classical momentum `config.momentum` on minibatches)."""
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.0 if full_batch else config.momentum)
-    batches = itertools.repeat(X) if full_batch else _minibatches(X, config.batch, seed)
+    batches = itertools.repeat(X) if full_batch else minibatches(X, config.batch, seed)
     for Xb in batches:
         optimizer.zero_grad()
         F.mse_loss(model(Xb), Xb).backward()
@@ -227,7 +227,7 @@ def _sgd(model, X, passes, config, seed, *, lr: float, full_batch: bool) -> Iter
 def _kfac(model, X, passes, config, seed, *, damping: float) -> Iterator[dict]:
     """K-FAC with α and μ from the exact quadratic model (M&G 2015 §7) on the minibatches."""
     optimizer = KFAC(model, loss="mse", lr=None, momentum=None, damping=damping, random_state=seed)
-    for Xb in _minibatches(X, config.batch, seed):
+    for Xb in minibatches(X, config.batch, seed):
         optimizer.step(lambda Xb=Xb: (Xb, Xb))
         yield {}
 
