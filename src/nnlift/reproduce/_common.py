@@ -126,3 +126,37 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float:
     if len(x) < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return float("nan")
     return float(spearmanr(x, y).statistic)
+
+
+def batched_learning_time(weights: list[torch.Tensor], loss_fn: Callable, lr: torch.Tensor, target: float,
+                          n_rates: int, max_iter: int, blow_up: float) -> dict:
+    """Full-batch gradient descent on a batch of nets at once, rate-major (`n_rates` step sizes × seeds, `lr` of
+    shape (batch, 1, 1)); `loss_fn(weights)` gives the (batch,) losses. The learning time of a net is the first
+    iteration with loss <= `target`; of a step size, the median over its seeds. Nets whose loss is not finite or
+    exceeds `blow_up` stop moving. Stops as soon as some step size's median is known (no undecided one can beat
+    it) or after `max_iter`. Returns the best step size's index and iterations (max_iter and censored when none
+    reached the target) and the first losses."""
+    n_nets = weights[0].shape[0]
+    n_seed = n_nets // n_rates
+    hit = np.full(n_nets, -1)
+    alive = torch.ones(n_nets, dtype=torch.bool)
+    need = n_seed // 2 + 1
+    first = None
+    for it in range(max_iter + 1):
+        loss = loss_fn(weights)
+        values = loss.detach().numpy()
+        first = values if first is None else first
+        hit[(values <= target) & (hit < 0)] = it
+        alive &= torch.from_numpy(np.isfinite(values) & (values < blow_up))
+        if ((hit.reshape(n_rates, n_seed) >= 0).sum(axis=1) >= need).any() or it == max_iter:
+            break
+        grads = torch.autograd.grad(torch.where(alive, loss, 0.0).sum(), weights)
+        with torch.no_grad():
+            step = torch.where(alive.view(-1, 1, 1), lr, 0.0)
+            for W, G in zip(weights, grads, strict=True):
+                W -= step * torch.nan_to_num(G)
+    medians = np.sort(np.where(hit < 0, np.inf, hit).reshape(n_rates, n_seed), axis=1)[:, need - 1]
+    best = int(np.argmin(medians))
+    censored = not np.isfinite(medians[best])
+    return {"best": best, "iterations": float(max_iter if censored else medians[best]), "censored": bool(censored),
+            "first_losses": first}

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ._common import fmt, markdown_table, progress, save_study, verdict
+from ._common import batched_learning_time, fmt, markdown_table, progress, save_study, verdict
 
 __all__ = ["CLAIM", "DeepLinearConfig", "closed_form_strength", "run", "save", "report"]
 
@@ -149,37 +149,23 @@ def _initial_weights(kind: str, depth: int, batch: int, width: int, generator: t
 
 
 def _learning_time(kind: str, depth: int, M: torch.Tensor, config: DeepLinearConfig, seed: int) -> dict:
-    """Iterations to criterion for every (learning rate, seed) at once (one batched product per layer); stops as
-    soon as some learning rate's median over seeds is known, since no undecided one can beat it."""
+    """Iterations to criterion for every (learning rate, seed) at once (one batched product per layer), by
+    `batched_learning_time`."""
     n_lr, n_seed = len(config.lrs), config.depth_seeds
     generator = torch.Generator().manual_seed(seed)
     weights = _initial_weights(kind, depth, n_lr * n_seed, config.width, generator)
     lr = torch.tensor(np.repeat(config.lrs, n_seed), dtype=torch.float64).view(-1, 1, 1)
-    target = config.criterion * 0.5 * float((M**2).sum())
-    hit = np.full(n_lr * n_seed, -1)
-    alive = torch.ones(n_lr * n_seed, dtype=torch.bool)
-    need = n_seed // 2 + 1
-    for it in range(config.max_iter + 1):
+
+    def loss(weights):
         product = weights[0]
         for W in weights[1:]:
             product = W @ product
-        loss = 0.5 * ((product - M) ** 2).sum(dim=(1, 2))
-        values = loss.detach().numpy()
-        hit[(values <= target) & (hit < 0)] = it
-        alive &= torch.from_numpy(np.isfinite(values) & (values < 1e8))
-        if ((hit.reshape(n_lr, n_seed) >= 0).sum(axis=1) >= need).any() or it == config.max_iter:
-            break
-        grads = torch.autograd.grad(torch.where(alive, loss, 0.0).sum(), weights)
-        with torch.no_grad():
-            step = torch.where(alive.view(-1, 1, 1), lr, 0.0)
-            for W, G in zip(weights, grads, strict=True):
-                W -= step * torch.nan_to_num(G)
-    times = np.where(hit < 0, np.inf, hit).reshape(n_lr, n_seed)
-    medians = np.sort(times, axis=1)[:, need - 1]
-    best = int(np.argmin(medians))
-    censored = not np.isfinite(medians[best])
-    return {"depth": depth, "iterations": float(config.max_iter if censored else medians[best]),
-            "censored": bool(censored), "best_lr": float(config.lrs[best])}
+        return 0.5 * ((product - M) ** 2).sum(dim=(1, 2))
+
+    found = batched_learning_time(weights, loss, lr, config.criterion * 0.5 * float((M**2).sum()), n_lr,
+                                  config.max_iter, blow_up=1e8)
+    return {"depth": depth, "iterations": found["iterations"], "censored": found["censored"],
+            "best_lr": float(config.lrs[found["best"]])}
 
 
 def run(fast: bool = False, verbose: int = 0, random_state: int = 0) -> dict:

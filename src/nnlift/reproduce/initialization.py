@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from scipy.special import digamma, polygamma
 
-from ._common import fmt, markdown_table, progress, save_study, spearman, verdict
+from ._common import batched_learning_time, fmt, markdown_table, progress, save_study, spearman, verdict
 from .deep_linear import _initial_weights
 
 __all__ = ["CLAIM", "InitializationConfig", "log_singular_values", "jacobian_factors", "gaussian_log_gain_moments",
@@ -212,38 +212,18 @@ def _loss_function(net: str, task: dict):
 
 def _learning_time(weights0: list[torch.Tensor], loss_fn, task: dict, depth: int, config: InitializationConfig) -> dict:
     """Full-batch GD from the same `seeds` starts for every η at once (lr = η / (depth λ_max), λ_max the largest
-    input variance); iterations until the loss is ≤ criterion × the zero predictor's, median over seeds, best η.
-    Stops once some η's median is known (no undecided η can beat it)."""
+    input variance); iterations until the loss is ≤ criterion × the zero predictor's, median over seeds, best η
+    (`batched_learning_time`)."""
     n_eta, n_seed = len(config.etas), weights0[0].shape[0]
     zero_loss = task["zero_loss"]
     weights = [W.repeat(n_eta, 1, 1).requires_grad_() for W in weights0]
     lr = torch.tensor(np.repeat(config.etas, n_seed) / (depth * config.input_eigenvalues[0]),
                       dtype=torch.float64).view(-1, 1, 1)
-    target = config.criterion * zero_loss
-    hit = np.full(n_eta * n_seed, -1)
-    alive = torch.ones(n_eta * n_seed, dtype=torch.bool)
-    need = n_seed // 2 + 1
-    initial_loss = None
-    for it in range(config.max_iter + 1):
-        loss = loss_fn(weights)
-        values = loss.detach().numpy()
-        initial_loss = float(np.median(values[:n_seed])) if initial_loss is None else initial_loss
-        hit[(values <= target) & (hit < 0)] = it
-        alive &= torch.from_numpy(np.isfinite(values) & (values < 1e6 * zero_loss))
-        if ((hit.reshape(n_eta, n_seed) >= 0).sum(axis=1) >= need).any() or it == config.max_iter:
-            break
-        grads = torch.autograd.grad(torch.where(alive, loss, 0.0).sum(), weights)
-        with torch.no_grad():
-            step = torch.where(alive.view(-1, 1, 1), lr, 0.0)
-            for W, G in zip(weights, grads, strict=True):
-                W -= step * torch.nan_to_num(G)
-    times = np.where(hit < 0, np.inf, hit).reshape(n_eta, n_seed)
-    medians = np.sort(times, axis=1)[:, need - 1]
-    best = int(np.argmin(medians))
-    censored = not np.isfinite(medians[best])
-    return {"iterations": float(config.max_iter if censored else medians[best]), "censored": bool(censored),
-            "best_eta": None if censored else float(config.etas[best]),
-            "initial_loss_over_zero_loss": initial_loss / zero_loss}
+    found = batched_learning_time(weights, loss_fn, lr, config.criterion * zero_loss, n_eta, config.max_iter,
+                                  blow_up=1e6 * zero_loss)
+    return {"iterations": found["iterations"], "censored": found["censored"],
+            "best_eta": None if found["censored"] else float(config.etas[found["best"]]),
+            "initial_loss_over_zero_loss": float(np.median(found["first_losses"][:n_seed])) / zero_loss}
 
 
 def _spectrum(weights: list[torch.Tensor], net: str, task: dict, config: InitializationConfig) -> dict:
