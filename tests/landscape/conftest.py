@@ -89,3 +89,14 @@ def run(problem):
         H = HessianOperator(problem.model, problem.loss_fn, data, at=theta).to_dense().numpy()
         exact.append(np.linalg.eigvalsh((H + H.T) / 2))
     return problem, data, checkpoints, np.array(exact)
+
+
+@pytest.fixture
+def slow_run():
+    """A 5-8-3 tanh MLP (P = 75) on 40 rows and four checkpoints of gradient descent with a small step (0.01)."""
+    generator = torch.Generator().manual_seed(0)
+    X = torch.randn(40, 5, generator=generator, dtype=torch.float64)
+    y = torch.randn(40, 3, generator=generator, dtype=torch.float64)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 3)).double()
+    return model, (X, y), gd_checkpoints(model, nn.functional.mse_loss, X, y, n=4, lr=0.01)

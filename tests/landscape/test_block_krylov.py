@@ -3,13 +3,10 @@ from perturbed eigenvectors, its stopping rule, and `track(method="block")` agai
 
 import numpy as np
 import pytest
-import torch
 from torch import nn
 
 from nnlift.landscape.block_krylov import block_extreme_pairs
 from nnlift.landscape.tracking import track
-
-from .conftest import gd_checkpoints
 
 
 def _clustered(P=300, seed=0):
@@ -85,13 +82,8 @@ def test_track_by_the_block_method_equals_the_dense_hessian_and_arpack(run):
     assert block[True].n_matvec[0] == block[False].n_matvec[0]
 
 
-def test_track_block_warm_starts_save_products_on_slowly_moving_checkpoints():
-    generator = torch.Generator().manual_seed(0)
-    X = torch.randn(40, 5, generator=generator, dtype=torch.float64)
-    y = torch.randn(40, 3, generator=generator, dtype=torch.float64)
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 3)).double()
-    checkpoints = gd_checkpoints(model, nn.functional.mse_loss, X, y, n=4, lr=0.01)
+def test_track_block_warm_starts_save_products_on_slowly_moving_checkpoints(slow_run):
+    model, (X, y), checkpoints = slow_run
     cold, warm = (track(model, nn.functional.mse_loss, (X, y), checkpoints, k=2, tol=1e-10, warm_start=warm,
                         method="block") for warm in (False, True))
     assert (warm.n_matvec[1:] < cold.n_matvec[1:]).all()  # 62 vs 73 per checkpoint (ARPACK: 39 vs 56)

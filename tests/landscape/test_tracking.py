@@ -11,8 +11,6 @@ from torch import nn
 from nnlift.landscape import HessianOperator, critical_point_index
 from nnlift.landscape.tracking import plot_tracking, track
 
-from .conftest import gd_checkpoints
-
 
 @pytest.mark.parametrize("k", [3, 12])
 def test_eigenvalues_equal_dense_and_warm_equals_cold(run, k):
@@ -61,16 +59,11 @@ def test_index_and_negative_mass(run):
     assert not slq.index_exact.any() and (slq.index_matvec == 26 * 16).all()
 
 
-def test_warm_starts_save_products_on_slowly_movinggd_checkpoints():
+def test_warm_starts_save_products_on_slowly_moving_checkpoints(slow_run):
     """Gradient descent with a small step on a 5-8-3 MLP (P = 75): from the second checkpoint on, the warm start
     takes 116 products where the cold one takes 169 (ratio 0.69): 21 instead of 39 at the top end, 91 instead of
     126 at the bottom, 4 for the residuals."""
-    generator = torch.Generator().manual_seed(0)
-    X = torch.randn(40, 5, generator=generator, dtype=torch.float64)
-    y = torch.randn(40, 3, generator=generator, dtype=torch.float64)
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 3)).double()
-    checkpoints = gd_checkpoints(model, nn.functional.mse_loss, X, y, n=4, lr=0.01)
+    model, (X, y), checkpoints = slow_run
     cold, warm = (track(model, nn.functional.mse_loss, (X, y), checkpoints, k=2, tol=1e-10, warm_start=warm)
                   for warm in (False, True))
     assert warm.n_matvec[0] == cold.n_matvec[0]
