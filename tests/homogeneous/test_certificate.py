@@ -151,3 +151,23 @@ def test_a_point_the_ascent_would_certify_is_refuted_by_the_exact_polar():
         [(exact.step ** 0.5) * W for W in exact.direction])
     assert objective(step, X, y, lam) == pytest.approx(exact.objective - exact.decrease, rel=1e-12)
     assert exact.decrease > 0
+
+
+@pytest.mark.parametrize("layers", [
+    lambda: [nn.ReLU(), nn.Linear(3, 4), nn.Linear(4, 2, bias=False)],
+    lambda: [nn.Linear(3, 4), nn.Linear(4, 2, bias=False), nn.ReLU()],
+    lambda: [nn.Linear(3, 4), nn.ReLU(), nn.ReLU(), nn.Linear(4, 2, bias=False)]])
+def test_a_module_in_another_layer_order_is_refused_not_certified_as_something_else(layers):
+    X, Y = torch.randn(20, 3, dtype=torch.float64), torch.randn(20, 2, dtype=torch.float64)
+    with pytest.raises(TypeError, match="in that order"):
+        certify(nn.Sequential(*layers()).double(), X, Y, 0.1)
+
+
+def test_activation_must_be_homogeneous_and_is_not_taken_beside_a_module():
+    X, Y = torch.randn(20, 3, dtype=torch.float64), torch.randn(20, 2, dtype=torch.float64)
+    with pytest.raises(ValueError, match="'linear' or 'relu'"):
+        certify((torch.randn(3, 4, dtype=torch.float64), torch.randn(2, 4, dtype=torch.float64)), X, Y, 0.1,
+                activation="tanh")
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2, bias=False)).double()
+    with pytest.raises(ValueError, match="read from the module"):
+        certify(model, X, Y, 0.1, activation="relu")

@@ -78,21 +78,26 @@ def to_network(model, X=None, activation: str | None = None) -> tuple[ParallelNe
     if isinstance(model, ParallelNetwork):
         return model, (None if X is None else as_tensor(X)), f"parallel {model.activation} network"
     if isinstance(model, nn.Module):
+        if activation is not None:
+            raise ValueError("activation is read from the module's layers; leave it None for an nn.Module")
         return _from_module(model, X)
     U, V = model
     activation = activation or ("linear" if X is None else "relu")
+    if activation not in ("linear", "relu"):
+        raise ValueError(f"activation must be 'linear' or 'relu' (the positively homogeneous ones), got {activation!r}")
     net = (ParallelNetwork.matrix_factorization if activation == "linear" else ParallelNetwork.one_hidden_relu)(U, V)
     kind = "matrix factorization" if X is None else f"one-hidden-layer {activation} network"
     return net, (None if X is None else as_tensor(X)), kind
 
 
 def _from_module(model: nn.Module, X) -> tuple[ParallelNetwork, torch.Tensor, str]:
-    parts = list(model) if isinstance(model, nn.Sequential) else [model]
+    modules = list(model) if isinstance(model, nn.Sequential) else [model]
+    parts = [m for m in modules if not isinstance(m, nn.Identity)]
+    if [type(m) for m in parts] not in ([nn.Linear, nn.ReLU, nn.Linear], [nn.Linear, nn.Linear]):
+        raise TypeError("certify takes nn.Sequential(Linear, ReLU, Linear) or (Linear, Linear), in that order; for "
+                        "other models pass the weights as (U, V) or a ParallelNetwork")
     linears = [m for m in parts if isinstance(m, nn.Linear)]
-    others = [m for m in parts if not isinstance(m, nn.Linear | nn.Identity)]
-    if len(linears) != 2 or any(not isinstance(m, nn.ReLU) for m in others) or len(others) > 1:
-        raise TypeError("certify takes nn.Sequential(Linear, ReLU, Linear) or (Linear, Linear); for other "
-                        "models pass the weights as (U, V) or a ParallelNetwork")
+    others = [m for m in parts if isinstance(m, nn.ReLU)]
     if X is None:
         raise ValueError("a torch model needs its inputs X")
     first, second = linears
@@ -100,6 +105,7 @@ def _from_module(model: nn.Module, X) -> tuple[ParallelNetwork, torch.Tensor, st
         raise ValueError("an output bias is not positively homogeneous: train without it (bias=False) or "
                          "subtract it from Y and certify the bias-free part for that fixed bias")
     U = first.weight.detach().T.double()
+    X_in = X
     X = as_tensor(X)
     if first.bias is not None:
         U = torch.cat([U, first.bias.detach().double()[None]])
@@ -107,6 +113,11 @@ def _from_module(model: nn.Module, X) -> tuple[ParallelNetwork, torch.Tensor, st
     activation = "relu" if others else "linear"
     V = second.weight.detach().double()
     net = ParallelNetwork([U.T[:, None, :], V.T[:, :, None]], activation)
+    with torch.no_grad():
+        rebuilt, original = net(X), model(as_tensor(X_in).to(first.weight.dtype)).double()
+    if not torch.allclose(rebuilt, original, rtol=1e-5, atol=1e-6 * max(1.0, float(original.abs().max()))):
+        raise ValueError("the network rebuilt from the module's weights does not reproduce model(X) (max difference "
+                         f"{float((rebuilt - original).abs().max()):.3g}); pass the weights as (U, V) instead")
     kind = f"one-hidden-layer {activation} network" + (" (first-layer bias folded into X)" if first.bias is not None
                                                        else "")
     return net, X, kind
@@ -158,7 +169,7 @@ def _message(certified: bool, pol: Polar, gap: float, tol: float, zeros: tuple[i
         text = (f"Not certified: polar {pol.value:.6g} > 1 + {tol:g}, so this is not a global minimum: adding a "
                 f"subnetwork along the polar's maximiser (`direction`, each layer times eps^(1/p), eps = {eps:.3g}) "
                 f"decreases the objective by {decrease:.3g} (exact line search). The global minimum lies between "
-                f"{slack:.3g} and {decrease:.3g} below the objective; grow the network (homogeneous.grow).")
+                f"{decrease:.3g} and {slack:.3g} below the objective; grow the network (homogeneous.grow).")
     elif pol.upper > 1 + tol:
         text = (f"Not certified: polar lower bound {pol.value:.6g} ({pol.method}), upper bound {pol.upper:.6g} > 1 + "
                 f"{tol:g}: global optimality is undecided (the polar was not computed exactly). The duality bound with "

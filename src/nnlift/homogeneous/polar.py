@@ -52,9 +52,10 @@ def polar(net: ParallelNetwork, X, Z, method: str = "auto", n_restarts: int = 25
           n_refine: int = 8, random_state: int = 0, max_cells: int = 20_000) -> Polar:
     """Ω°_θ(Z) for subnetworks shaped like those of `net` (its own subnetworks also serve as ascent starts).
 
-    `method="auto"` is exact where it can be (linear; one-hidden-layer ReLU with 2-D inputs, or rank(X) <= 3 and
-    at most `max_cells` activation patterns), "exact" also enumerates higher ranks within `max_cells` (and raises
-    where no exact method applies), "heuristic" always runs the ascent on ReLU networks (a lower bound only).
+    `method="auto"` is exact where it can be (linear; one-hidden-layer ReLU whose inputs have rank(X) <= 3 and at
+    most `max_cells` activation patterns by Cover's bound, 2-D inputs included), "exact" also enumerates higher
+    ranks within `max_cells` (and raises where no exact method applies), "heuristic" always runs the ascent on ReLU
+    networks (a lower bound only).
     """
     if net.degree < 2:
         raise ValueError("the polar needs subnetworks of depth >= 2")
@@ -125,10 +126,10 @@ def _ascent_polar(net: ParallelNetwork, X, Z: torch.Tensor, n_restarts: int, n_s
     shapes = [W.shape[1:] for W in net.layers[:-1]]
     starts = [torch.randn(n_restarts, *s, generator=generator, dtype=torch.float64) for s in shapes]
     starts = [torch.cat([S, W]) for S, W in zip(starts, net.layers[:-1], strict=True)]
-    if len(shapes) == 1 and shapes[0][0] == 1 and X is not None:   # one hidden layer: data rows as starts
+    one_hidden = len(shapes) == 1 and shapes[0][0] == 1 and X is not None
+    if one_hidden:   # one hidden layer: data rows as starts
         starts[0] = torch.cat([starts[0], X[:, None, :]])
     inner = [_unit(S) for S in starts]
-    one_hidden = len(shapes) == 1 and shapes[0][0] == 1 and X is not None
 
     def value_of(layers: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         H = layers[0].transpose(1, 2) if X is None else torch.matmul(X, layers[0].transpose(1, 2))
@@ -176,7 +177,7 @@ def _refine_one_hidden(u: np.ndarray, X: np.ndarray, Z: np.ndarray, max_rounds: 
         Xu = X @ u
         D = (Xu > 0).astype(np.float64)
         if round_ > 0:
-            boundary = np.abs(Xu) <= 1e-9 * np.linalg.norm(X, axis=1) * max(np.abs(Xu).max(), 1e-300)
+            boundary = np.abs(Xu) <= 1e-9 * np.linalg.norm(X, axis=1) * np.linalg.norm(u)
             if not boundary.any():
                 break
             D = np.where(boundary, 1.0 - D, D)
