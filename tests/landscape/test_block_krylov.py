@@ -93,3 +93,19 @@ def test_track_block_warm_starts_save_products_on_slowly_moving_checkpoints(slow
     np.testing.assert_allclose(warm.top, arpack.top, rtol=0, atol=1e-9)
     with pytest.raises(ValueError, match="method must be one of"):
         track(model, nn.functional.mse_loss, (X, y), checkpoints, k=2, method="lobpcg")
+
+
+def test_a_tolerance_below_rounding_ends_unconverged_with_consistent_pairs_and_bad_input_is_refused():
+    A, _, values = _clustered(P=120)
+    start = np.random.default_rng(4).standard_normal((120, 4))
+    found = block_extreme_pairs(_counting(A)[0], 120, start, n_top=2, n_bottom=2, tol=1e-30, max_basis=16)
+    assert not found["converged"]
+    top_values, top_vectors = found["top"]
+    assert top_vectors.shape == (120, 2)
+    np.testing.assert_allclose(top_values, np.sort(values)[::-1][:2], rtol=1e-10)
+    with pytest.raises(ValueError, match="non-zero column"):
+        block_extreme_pairs(_counting(A)[0], 120, np.zeros((120, 2)), n_top=1, n_bottom=1, tol=1e-8)
+    with pytest.raises(ValueError, match="not both 0"):
+        block_extreme_pairs(_counting(A)[0], 120, start, n_top=0, n_bottom=0, tol=1e-8)
+    with pytest.raises(ValueError, match="tol"):
+        block_extreme_pairs(_counting(A)[0], 120, start, n_top=1, n_bottom=1, tol=-1.0)

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
+_TINY = np.finfo(np.float64).eps ** (2 / 3)  # ARPACK's floor under |θ| in its relative test
+
 
 def _orthonormal_complement(W: np.ndarray, B: np.ndarray | None, drop: float = 1e-10) -> np.ndarray:
     """Columns of W orthogonalised against B (two passes of classical Gram–Schmidt) and orthonormalised; columns
@@ -48,14 +50,21 @@ def block_extreme_pairs(matmat, P: int, start: np.ndarray, *, n_top: int, n_bott
     """The n_top largest and n_bottom smallest eigenpairs of the symmetric P×P operator behind `matmat` (a function
     of (P, m) float64 arrays), from the block `start` (P, b).
 
-    Stopping rule (as `nnlift.landscape.track`'s): a top pair is converged when ‖A x − θ x‖ <= tol·|θ|, a bottom
-    pair when ‖A x − θ x‖ <= tol·(θ_max − θ), θ_max the largest Ritz value. The basis restarts thick at
-    `max_basis` columns (default max(8·(n_top + n_bottom), 160)). Returns "top" (values descending,
-    vectors), "bottom" (ascending), "products" (columns multiplied) and "converged". Stops unconverged after
-    `max_products` (default 20·P) columns, or when the basis spans the whole space (then every pair is exact).
+    Stopping rule (as `nnlift.landscape.track`'s): a top pair is converged when ‖A x − θ x‖ <= tol·max(|θ|,
+    eps^(2/3)) (ARPACK's), a bottom pair when ‖A x − θ x‖ <= tol·(θ_max − θ), θ_max the largest Ritz value. The
+    basis restarts thick at `max_basis` columns (default max(8·(n_top + n_bottom), 160)). Returns "top" (values
+    descending, vectors), "bottom" (ascending), "products" (columns multiplied) and "converged". Stops unconverged after
+    `max_products` (default 20·P) columns, or unconverged when the residuals of the unconverged pairs fall inside
+    the basis (rounding: tol below what float64 resolves); converged when the basis spans the whole space.
     """
+    if n_top < 0 or n_bottom < 0 or n_top + n_bottom == 0:
+        raise ValueError(f"n_top and n_bottom must be >= 0 and not both 0, got {n_top} and {n_bottom}")
+    if not tol >= 0:
+        raise ValueError(f"tol must be >= 0, got {tol}")
     max_basis = max(8 * (n_top + n_bottom), 160) if max_basis is None else max_basis
     start = np.asarray(start, dtype=np.float64).reshape(P, -1)
+    if not np.isfinite(start).all() or not np.abs(start).max(initial=0.0) > 0:
+        raise ValueError("start must be a finite block with at least one non-zero column")
     if max_basis < n_top + n_bottom + start.shape[1]:
         raise ValueError(f"max_basis must hold the wanted pairs and a block of new directions (at least "
                          f"{n_top + n_bottom + start.shape[1]}), got {max_basis}")
@@ -76,18 +85,18 @@ def block_extreme_pairs(matmat, P: int, start: np.ndarray, *, n_top: int, n_bott
         R = AX - X * theta[wanted]
         residuals = np.linalg.norm(R, axis=0)
         top_side = wanted >= len(theta) - n_top
-        bound = np.where(top_side, tol * np.abs(theta[wanted]), tol * (theta[-1] - theta[wanted]))
+        bound = np.where(top_side, tol * np.maximum(np.abs(theta[wanted]), _TINY), tol * (theta[-1] - theta[wanted]))
         done = residuals <= bound
         full = B.shape[1] >= P
         if done.all() or full or products >= max_products:
             converged = bool(done.all() or full)
             break
-        if B.shape[1] + int((~done).sum()) > max_basis:
-            B, AB = _thick_restart(B, AB, Y, n_top, n_bottom, max_basis // 2)
         W = _orthonormal_complement(R[:, ~done], B)
-        if W.shape[1] == 0:
-            converged = True
+        if W.shape[1] == 0:  # the residuals lie in span B: only rounding is left, tol is below it
             break
+        if B.shape[1] + W.shape[1] > max_basis:
+            B, AB = _thick_restart(B, AB, Y, n_top, n_bottom, max_basis // 2)
+            W = _orthonormal_complement(R[:, ~done], B)
     order = np.argsort(theta)
     top_index = order[::-1][:n_top]
     bottom_index = order[:n_bottom]
