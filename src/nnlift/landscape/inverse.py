@@ -2,13 +2,15 @@
 
 The solvers are curvlinops' (`CGInverseLinearOperator`: GPyTorch's batched conjugate gradients;
 `LSMRInverseLinearOperator`: SciPy's LSMR, Fong & Saunders 2011; `NeumannInverseLinearOperator`: the truncated
-series α Σ_{k<K} (I − αA)^k, Lorraine et al. 2020); nnlift adds the damping, tolerances that mean the same for every
-method (a relative residual), a default Neumann scale from the top eigenvalue, and the residuals of a solve.
+series α Σ_{k=0}^{K} (I − αA)^k, Lorraine et al. 2020); nnlift adds the damping, a check that CG and LSMR reached
+their tolerance (GPyTorch's CG stops on the mean residual over the columns and only warns at its iteration cap;
+LSMR reports its cap in a flag), a default Neumann scale from the extreme eigenvalues, and the residuals of a solve.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 
@@ -18,6 +20,7 @@ from .operators import SymmetricOperator
 __all__ = ["InverseOperator"]
 
 _METHODS = ("cg", "lsmr", "neumann")
+_REFINEMENTS = 3  # CG re-solves for the residual at most this often before it reports a failure
 
 
 class InverseOperator(SymmetricOperator):
@@ -27,15 +30,18 @@ class InverseOperator(SymmetricOperator):
     `method`: "cg" (conjugate gradients, default; A + λI must be positive definite: a Gauss-Newton or Fisher
     matrix with λ > 0, or a Hessian damped past its most negative eigenvalue), "lsmr" (least squares, also for
     indefinite or singular A + λI, where it returns the minimum-norm least-squares solution) or "neumann"
-    (A + λI positive definite with eigenvalues below 2/`scale`; `scale` defaults to 1/λ_max(A + λI) from Lanczos,
-    `num_terms` terms). `tol`: CG stops at the relative residual ‖(A + λI)x − b‖/‖b‖ <= tol, LSMR at
-    ‖r‖ <= tol(‖b‖ + ‖A + λI‖‖x‖) or, for an inconsistent system, ‖(A + λI)r‖ <= tol‖A + λI‖‖r‖ (its atol = btol
-    = tol). `max_iter` caps their iterations (default 10·P: in floating point both lose orthogonality and can need
-    more than P on ill-conditioned systems). `residuals(b)` checks a solve.
+    (num_terms + 1 terms of the series; it converges when A + λI is positive definite with eigenvalues below
+    2/`scale`, and `scale` defaults to 1/λ_max(A + λI) after checking λ_min(A + λI) > 0 by Lanczos).
+    `tol`: every CG column must end with ‖(A + λI)x − b‖ <= tol·‖b‖ (checked with one more product per column,
+    refined by re-solving for the residual up to 3 times; a RuntimeError says when it still did not); LSMR stops
+    at ‖r‖ <= tol(‖b‖ + ‖A + λI‖‖x‖) or, for an inconsistent system, ‖(A + λI)r‖ <= tol‖A + λI‖‖r‖ (its atol =
+    btol = tol), and a RuntimeError says when it hit `max_iter` instead. `max_iter` caps CG's and LSMR's
+    iterations (default 10·P: in floating point both lose orthogonality and can need more than P on
+    ill-conditioned systems). The Neumann series has no stopping test: `residuals(b)` checks a solve.
     """
 
     def __init__(self, op: SymmetricOperator, damping: float = 0.0, *, method: str = "cg", tol: float = 1e-8,
-                 max_iter: int | None = None, num_terms: int = 100, scale: float | None = None):
+                 max_iter: int | None = None, num_terms: int | None = None, scale: float | None = None):
         from curvlinops import (  # here, not at the top: its import is slow and warns
             CGInverseLinearOperator,
             LSMRInverseLinearOperator,
@@ -58,12 +64,16 @@ class InverseOperator(SymmetricOperator):
         self.op, self.damping, self.method, self.tol = op, float(damping), method, float(tol)
         self.name = f"({op.name} + {self.damping:g} I)⁻¹ by {method}"
         shifted = as_curvlinops(op, self.damping)
+        if method != "neumann" and (num_terms is not None or scale is not None):
+            raise ValueError(f"num_terms and scale belong to method='neumann', not {method!r}")
         if method == "cg":
             self._backend = CGInverseLinearOperator(shifted, tolerance=self.tol, max_iter=max_iter,
-                                                    eps=1e-30, stop_updating_after=0.0)
+                                                    max_tridiag_iter=min(max_iter, 20), eps=1e-30,
+                                                    stop_updating_after=0.0)
         elif method == "lsmr":
             self._backend = LSMRInverseLinearOperator(shifted, atol=self.tol, btol=self.tol, maxiter=max_iter)
         else:
+            num_terms = 100 if num_terms is None else num_terms
             if not (isinstance(num_terms, int) and num_terms >= 1):
                 raise ValueError(f"num_terms must be a positive integer, got {num_terms!r}")
             self.scale = self._neumann_scale() if scale is None else float(scale)
@@ -72,13 +82,14 @@ class InverseOperator(SymmetricOperator):
             self._backend = NeumannInverseLinearOperator(shifted, num_terms=num_terms, scale=self.scale)
 
     def _neumann_scale(self) -> float:
-        """1/λ_max(A + λI): the series then converges when A + λI is positive definite."""
+        """1/λ_max(A + λI), after checking λ_min(A + λI) > 0: the series then converges."""
         from .spectrum import lanczos
 
         top = float(lanczos(self.op, k=1, which="LA", tol=1e-6).values[0]) + self.damping
-        if not top > 0:
-            raise ValueError(f"A + {self.damping:g} I has no positive eigenvalue (largest {top:.3g}): the Neumann "
-                             "series cannot converge; use method='lsmr' or more damping")
+        bottom = float(lanczos(self.op, k=1, which="SA", tol=1e-6).values[0]) + self.damping
+        if not bottom > 0:
+            raise ValueError(f"A + {self.damping:g} I is not positive definite (eigenvalues from {bottom:.3g} to "
+                             f"{top:.3g}): the Neumann series cannot converge; use method='lsmr' or more damping")
         return 1.0 / top
 
     @property
@@ -94,16 +105,44 @@ class InverseOperator(SymmetricOperator):
         return self.op.device
 
     def _matmat(self, V: torch.Tensor) -> torch.Tensor:
-        out = self._backend @ V
+        with warnings.catch_warnings():  # GPyTorch warns at its iteration cap; the check below says more
+            warnings.simplefilter("ignore")
+            out = self._backend @ V
+        if self.method == "cg" and not bool((torch.linalg.vector_norm(V, dim=0) > 0).all()):
+            raise ValueError("b has a zero column: solve the others (its solution is 0)")
         if not torch.isfinite(out).all():
             raise FloatingPointError(f"{self.name} produced NaN or inf: A + λI is not positive definite enough for "
                                      f"{self.method}; add damping or use method='lsmr'")
+        if self.method == "cg":
+            out = self._refine(V, out)
+        elif self.method == "lsmr" and any(info[0] == 7 for info in self._backend._lsmr_info):
+            raise RuntimeError(f"LSMR hit max_iter before tol = {self.tol:g}: raise max_iter or tol")
         return out
 
+    def _refine(self, B: torch.Tensor, X: torch.Tensor, rounds: int = _REFINEMENTS) -> torch.Tensor:
+        """Iterative refinement of a CG solve until every column's relative residual is <= tol: CG stops on the
+        mean residual over the columns, so a column can end above it; each round solves for the residual and
+        costs one product per column to check."""
+        for _ in range(rounds):
+            R = B - (self.op @ X + self.damping * X)
+            worst = float((torch.linalg.vector_norm(R, dim=0) / torch.linalg.vector_norm(B, dim=0)).max())
+            if worst <= self.tol:
+                return X
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                X = X + self._backend @ R
+        raise RuntimeError(f"CG stopped at a relative residual {worst:.3g} > tol = {self.tol:g}: raise max_iter or "
+                           "tol, add damping (A + λI must be positive definite), or use method='lsmr'")
+
+    def _relative_residuals(self, B: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
+        norms = torch.linalg.vector_norm(B, dim=0)
+        if not bool((norms > 0).all()):
+            raise ValueError("b has a zero column: its solution is 0 and it has no relative residual")
+        return torch.linalg.vector_norm(self.op @ X + self.damping * X - B, dim=0) / norms
+
     def residuals(self, b):
-        """‖(A + λI)x − b‖/‖b‖ per column of `b` (P,) or (P, m) for x = self @ b (one solve, one product)."""
+        """‖(A + λI)x − b‖/‖b‖ per column of `b` (P,) or (P, m), no zero column, for x = self @ b (one solve, one
+        product)."""
         B = torch.as_tensor(b).to(device=self.device, dtype=self.dtype)
         B = B if B.ndim == 2 else B[:, None]
-        X = self @ B
-        R = self.op @ X + self.damping * X - B
-        return (torch.linalg.vector_norm(R, dim=0) / torch.linalg.vector_norm(B, dim=0)).double().cpu().numpy()
+        return self._relative_residuals(B, self @ B).double().cpu().numpy()
