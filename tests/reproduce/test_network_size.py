@@ -119,7 +119,7 @@ def test_verdicts_agree_with_the_claim_and_disagree_with_its_negation():
 def test_fast_run_numbers(result):
     config = network_size.NetworkSizeConfig.fast()
     assert set(result["datasets"]) == set(network_size.DATASETS)
-    assert all(isinstance(value, bool) for value in result["agrees"].values()) and len(result["agrees"]) == 12
+    assert all(isinstance(value, bool) for value in result["agrees"].values()) and len(result["agrees"]) == 18
     assert result["wall_time_s"] > 0
     for name, study in result["datasets"].items():
         n_classes = study["data"]["n_classes"]
@@ -149,3 +149,18 @@ def test_save_and_report(result, tmp_path):
     text = network_size.report(result)
     assert "Neyshabur" in text and "| claim | measured | verdict |" in text
     assert text.count("agrees") + text.count("does not agree") >= 12
+
+
+def test_path_sgd_lower_and_faster_verdicts_follow_the_numbers():
+    from nnlift.reproduce.network_size import path_sgd_faster_verdict, path_sgd_lower_verdict
+
+    sgd = [[0.10, 0.11, 0.12], [0.10, 0.10, 0.11], [0.09, 0.10, 0.10]]
+    clearly_lower = [[e - 0.02 + 0.001 * i for i, e in enumerate(row)] for row in sgd]
+    assert path_sgd_lower_verdict(sgd, clearly_lower) == {"agrees": True, "widths_lower": 3}
+    noisy = [[0.08, 0.13, 0.12], [0.12, 0.08, 0.11], [0.09, 0.10, 0.10]]  # lower on average, not beyond 2 se
+    assert not path_sgd_lower_verdict(sgd, noisy)["agrees"]
+    epochs_sgd = [[0, 5, 6], [4, 4, 5], [3, 3, 4], [3, 2, 3]]  # width 0: one seed never fits
+    assert path_sgd_faster_verdict(epochs_sgd, [[2, 2, 2], [2, 3, 3], [2, 2, 2], [4, 4, 4]]) == {
+        "agrees": True, "widths_compared": 3, "widths_faster": 2}
+    assert not path_sgd_faster_verdict(epochs_sgd, [[9, 9, 9], [9, 9, 9], [9, 9, 9], [1, 1, 1]])["agrees"]
+    assert not path_sgd_faster_verdict([[0, 1], [0, 1]], [[1, 1], [1, 1]])["agrees"]  # nothing to compare

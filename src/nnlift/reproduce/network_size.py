@@ -36,7 +36,8 @@ from ..optim import PathSGD
 from ._common import fmt, load_digits_split, markdown_table, progress, save_study, spearman, verdict
 
 __all__ = ["CLAIM", "NetworkSizeConfig", "path_norm", "weight_norm", "interpolation_index", "no_rise_verdict",
-           "non_increasing_verdict", "norm_growth_verdict", "path_sgd_verdict", "run", "save", "report"]
+           "non_increasing_verdict", "norm_growth_verdict", "path_sgd_verdict", "path_sgd_lower_verdict",
+           "path_sgd_faster_verdict", "run", "save", "report"]
 
 CLAIM = ("Neyshabur, Tomioka & Srebro (2015), 'In search of the real inductive bias: on the role of implicit "
          "regularization in deep learning' (ICLR workshop), Fig. 1: the test error of one-hidden-layer networks "
@@ -297,6 +298,27 @@ def path_sgd_verdict(sgd_test: list[list[float]], path_test: list[list[float]], 
             "widths_lower": int((diff.mean(axis=1) < 0).sum()), "mean_difference": diff.mean(axis=1).tolist()}
 
 
+def path_sgd_lower_verdict(sgd_test: list[list[float]], path_test: list[list[float]]) -> dict:
+    """Verdict (v), the Path-SGD paper's claim itself: Path-SGD's test error is *lower* than SGD's, the
+    seed-paired mean difference below −2 standard errors, at more than half of the widths."""
+    diff = np.asarray(path_test, dtype=float) - np.asarray(sgd_test, dtype=float)
+    seeds = diff.shape[1]
+    se = diff.std(axis=1, ddof=1) / np.sqrt(seeds) if seeds > 1 else np.zeros(len(diff))
+    lower = diff.mean(axis=1) < -2 * se
+    return {"agrees": bool(lower.sum() > len(lower) / 2), "widths_lower": int(lower.sum())}
+
+
+def path_sgd_faster_verdict(sgd_epochs: list[list[float]], path_epochs: list[list[float]]) -> dict:
+    """Verdict (vi), "trains faster": among the widths where every seed of both methods reaches zero training
+    error (epoch counts > 0), Path-SGD's mean epoch to get there is lower at more than half, and there are at
+    least two such widths (otherwise it is not measurable and does not agree)."""
+    sgd, path = np.asarray(sgd_epochs, dtype=float), np.asarray(path_epochs, dtype=float)
+    both = (sgd > 0).all(axis=1) & (path > 0).all(axis=1)
+    faster = path[both].mean(axis=1) < sgd[both].mean(axis=1)
+    return {"agrees": bool(both.sum() >= 2 and faster.sum() > both.sum() / 2), "widths_compared": int(both.sum()),
+            "widths_faster": int(faster.sum())}
+
+
 def _n_params(width: int, n_inputs: int, n_classes: int) -> int:
     """Weights and biases of a one-hidden-layer network."""
     return width * (n_inputs + 1) + n_classes * (width + 1)
@@ -310,7 +332,7 @@ def _dataset(name: str, config: NetworkSizeConfig, random_state: int) -> dict:
 
 
 def _verdicts(study: dict, widths: list[int]) -> dict:
-    """The four verdicts of one data set (SGD's curve for i-iii)."""
+    """The six verdicts of one data set (SGD's curve for i-iii; Path-SGD against SGD for iv-vi)."""
     rows = study["sgd"]["summary"]
     train, test, se = ([r[key] for r in rows] for key in ("train_error", "test_error", "test_error_se"))
     n_test, n_params = study["data"]["n_test"], study["n_params"]
@@ -319,7 +341,11 @@ def _verdicts(study: dict, widths: list[int]) -> dict:
             "non_increasing": non_increasing_verdict(widths, train, test, se, n_test),
             "path_norm_bounded": norm_growth_verdict(widths, [r["path_norm"] for r in rows], n_params, start),
             "path_sgd": path_sgd_verdict([r["test_error"] for r in study["sgd"]["widths"]],
-                                         [r["test_error"] for r in study["path_sgd"]["widths"]], n_test)}
+                                         [r["test_error"] for r in study["path_sgd"]["widths"]], n_test),
+            "path_sgd_lower": path_sgd_lower_verdict([r["test_error"] for r in study["sgd"]["widths"]],
+                                                     [r["test_error"] for r in study["path_sgd"]["widths"]]),
+            "path_sgd_faster": path_sgd_faster_verdict([r["epochs_to_zero"] for r in study["sgd"]["widths"]],
+                                                       [r["epochs_to_zero"] for r in study["path_sgd"]["widths"]])}
 
 
 def run(fast: bool = False, verbose: int = 0, random_state: int = 0) -> dict:
@@ -420,9 +446,15 @@ def _claims(name: str, study: dict, widths: list[int]) -> list[list[str]]:
          verdict(v["non_increasing"]["agrees"])],
         [f"{name}: SGD's path norm stays bounded while #params grows", growth,
          verdict(norm["agrees"])],
-        [f"{name}: Path-SGD test error ≤ SGD's (+2 paired se) at most widths",
-         f"within at {path['widths_within']}/{len(widths)} widths, strictly lower at {path['widths_lower']}",
+        [f"{name}: Path-SGD's test error not worse than SGD's (≤ SGD + 2 paired se) at most widths",
+         f"within at {path['widths_within']}/{len(widths)} widths, mean lower at {path['widths_lower']}",
          verdict(path["agrees"])],
+        [f"{name}: Path-SGD reaches lower test error than SGD (paired mean below −2 se) at most widths",
+         f"significantly lower at {v['path_sgd_lower']['widths_lower']}/{len(widths)} widths",
+         verdict(v["path_sgd_lower"]["agrees"])],
+        [f"{name}: Path-SGD trains faster (fewer epochs to zero training error) at most widths where both get there",
+         f"fewer epochs at {v['path_sgd_faster']['widths_faster']} of {v['path_sgd_faster']['widths_compared']} "
+         "widths", verdict(v["path_sgd_faster"]["agrees"])],
     ]
 
 
