@@ -192,13 +192,13 @@ def test_verdicts_say_does_not_agree_for_contradicting_numbers(result):
     bad["neuron"]["counts"][-1]["n_minima"] -= 1
     bad["neuron"]["gd"][-1]["failure_rate"] = bad["neuron"]["gd"][-1]["predicted"] - 0.5
     first, last = bad["exact"][0], bad["exact"][-1]
-    first["spurious_rate"], last["spurious_rate"] = 0.9, 0.0  # falls with k, and far from Table 1
+    first["spurious_rate"], last["spurious_rate"] = 0.9, 0.0  # falls with k
     for row in bad["over"]:
         row["spurious_rate"] = last["spurious_rate"]  # no better than n = k
     bad["exact"][0]["n_spurious_saddles"] = sum(r["n_spurious_minima"] for r in bad["exact"] + bad["over"])
     assert not any(verdicts(bad).values())
     text = backprop_failure.report({**bad, "agrees": verdicts(bad)})
-    assert text.count("does not agree") == 6
+    assert text.count("does not agree") == 5 and "reported, no verdict" in text
 
 
 def test_save_and_report(result, tmp_path):

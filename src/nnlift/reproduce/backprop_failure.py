@@ -65,7 +65,8 @@ CLAIM = ("Backpropagation can get stuck in spurious local minima: a single sigmo
          "as k grows, much less often when the student has a few extra units (Safran & Shamir 2018, ICML, "
          "Tables 1 and 2).")
 
-# Safran & Shamir (2018), Table 1, n = k: % of initialisations converging to a spurious local minimum, as recalled.
+# Safran & Shamir (2018), Table 1, n = k: % of initialisations converging to a spurious local minimum, as recalled
+# (not checked against the paper): shown beside the measured rates, no verdict rests on them.
 PAPER_TABLE1 = {6: 0.3, 7: 5.5, 8: 12.6, 9: 21.8, 10: 33.6, 11: 45.1, 12: 55.9, 13: 62.4, 14: 71.5, 15: 76.4,
                 16: 81.2, 17: 83.7, 18: 86.0, 19: 88.3, 20: 90.6}
 
@@ -368,8 +369,6 @@ def verdicts(result: dict) -> dict:
     gap_se = math.hypot(_binomial_se(first["spurious_rate"], first["starts"]),
                         _binomial_se(last["spurious_rate"], last["starts"]))
     out["rate_grows_with_k"] = last["spurious_rate"] - first["spurious_rate"] > 3 * gap_se
-    matched = [_matches_table(r) for r in exact if r["paper_percent"] is not None]
-    out["rates_match_table1"] = bool(matched) and sum(matched) >= 0.8 * len(matched)
     by_k = {r["k"]: r for r in exact}
     helps = []
     for row in over:
@@ -484,8 +483,8 @@ def report(result: dict) -> str:
          f"k={exact[0]['k']}: {exact[0]['spurious_rate']:.1%} → k={exact[-1]['k']}: {exact[-1]['spurious_rate']:.1%}",
          verdict(ok["rate_grows_with_k"])],
         ["Table 1 (n = k): % of starts at a spurious minimum, per k (table below)",
-         f"{sum(_matches_table(r) for r in exact)} of {len(exact)} k within tolerance",
-         verdict(ok["rates_match_table1"])],
+         f"{sum(_matches_table(r) for r in exact)} of {len(exact)} k within 3 binomial se + 10 points of the recalled "
+         "numbers", "reported, no verdict: Table 1's numbers are recalled, not checked against the paper"],
         ["Table 2: a few extra units make spurious minima much rarer",
          ", ".join(f"k={r['k']}, n={r['n']}: {r['spurious_rate']:.0%} (n=k: {base[r['k']]:.0%})" for r in over),
          verdict(ok["overparameterisation_helps"])],
@@ -503,8 +502,8 @@ def report(result: dict) -> str:
             f"{cfg['starts']} starts per k at n = k and {cfg['over_starts']} per over-parameterised (k, n); "
             "w_i ~ N(0, I/d). Tolerances: the GD check, 3 standard errors of measured and predicted rate; existence, "
             "≥ 95% of the converged spurious end points are minima; growth, the last k's rate above the first's by 3 "
-            "standard errors; Table 1, |measured − paper| ≤ 3 binomial standard errors + 10 points at ≥ 80% of the k "
-            "(initialisation, step size and the recalled numbers differ from the paper's); Table 2, every "
+            "standard errors; Table 1 (reported only), |measured − recalled| ≤ 3 binomial standard errors + 10 points "
+            "(initialisation and step size differ from the paper's); Table 2, every "
             "over-parameterised rate below the n = k rate by 3 standard errors. "
             f"Wall time {result['wall_time_s']:.0f} s ({result['cpu_time_s']:.0f} s of CPU).")
     return f"## backprop-failure\n\n{CLAIM}\n\n{table}\n\n{per_k}\n\n{note}"
