@@ -450,9 +450,9 @@ class HessianOperator(CurvatureOperator):
     """The Hessian ∇²L(θ). Products by reverse-over-reverse differentiation (Pearlmutter 1994, Hv = ∇(∇Lᵀv)).
     A single vector goes through plain autograd: ∇L is built once with `create_graph` and each product is one
     more backward pass through it (`retain_graph`); a block of vectors goes through `torch.func.vjp` of `grad`,
-    vmapped over the probes. Each is built on its first use. On the float32 digits MLP of bench_curvature_peers.py
-    (one product ÷ one autograd gradient), torch.func cost 3.6× cold and 1.2× warm for one vector, autograd 2.6×
-    and 1.1×; for a block of 20 vectors torch.func cost 14× and autograd's batched grad 19×: hence the split.
+    vmapped over the probes. Each is built on its first use. In benchmarks/bench_curvature_peers.py a cold product
+    of one vector cost 3.7–4.5 gradients through torch.func and 2.6–3.4 through autograd (BENCHMARKS.md); for
+    blocks, a one-off probe found autograd's batched grad slower than vmap, hence the split.
     Forward-over-reverse (`jvp` of `grad`) is no faster on CPU here and fails on batch norm in torch 2.13."""
 
     name = "Hessian"

@@ -283,6 +283,17 @@ def _seeded_torch(op, random_state):
         yield
 
 
+def _exchangeable_estimate(estimator, op, n_queries, random_state) -> torch.Tensor:
+    """curvlinops' XDiag or XTrace on `op` with n_queries (even, below P) probes from torch's generator seeded
+    by `random_state` (`_seeded_torch`)."""
+    op = _as_operator(op)
+    P = op.shape[0]
+    if not isinstance(n_queries, int | np.integer) or n_queries < 2 or n_queries % 2 or n_queries >= P:
+        raise ValueError(f"n_queries must be even, at least 2 and below P = {P}, got {n_queries!r}")
+    with _seeded_torch(op, random_state):
+        return estimator(_Curvlinops(op), int(n_queries))
+
+
 def xdiag(op, n_queries: int = 100, *, random_state=None) -> DiagonalEstimate:
     """XDiag (Epperly, Tropp & Webber 2024), curvlinops' `xdiag`: the diagonal of A on Q = orth(A W) exactly and
     Hutchinson on the rest, each probe left out of Q in turn (exchangeability), n_queries/2 probes W. Exact when
@@ -294,12 +305,7 @@ def xdiag(op, n_queries: int = 100, *, random_state=None) -> DiagonalEstimate:
     """
     from curvlinops import xdiag as curvlinops_xdiag  # here, not at the top: its import is slow and warns
 
-    op = _as_operator(op)
-    P = op.shape[0]
-    if not isinstance(n_queries, int | np.integer) or n_queries < 2 or n_queries % 2 or n_queries >= P:
-        raise ValueError(f"n_queries must be even, at least 2 and below P = {P}, got {n_queries!r}")
-    with _seeded_torch(op, random_state):
-        estimate = curvlinops_xdiag(_Curvlinops(op), int(n_queries))
+    estimate = _exchangeable_estimate(curvlinops_xdiag, op, n_queries, random_state)
     return DiagonalEstimate(estimate.detach().double().cpu().numpy(), None, int(n_queries))
 
 
@@ -314,13 +320,8 @@ def xtrace(op, n_queries: int = 100, *, random_state=None) -> TraceEstimate:
     """
     from curvlinops import xtrace as curvlinops_xtrace  # here, not at the top: its import is slow and warns
 
-    op = _as_operator(op)
-    P = op.shape[0]
-    if not isinstance(n_queries, int | np.integer) or n_queries < 2 or n_queries % 2 or n_queries >= P:
-        raise ValueError(f"n_queries must be even, at least 2 and below P = {P}, got {n_queries!r}")
-    with _seeded_torch(op, random_state):
-        estimate = curvlinops_xtrace(_Curvlinops(op), int(n_queries))
-    return TraceEstimate(float(estimate), None, int(n_queries))
+    return TraceEstimate(float(_exchangeable_estimate(curvlinops_xtrace, op, n_queries, random_state)), None,
+                         int(n_queries))
 
 
 def _tridiagonalize(op, n_iter: int, n_probes: int, rng: np.random.Generator, verbose: int):
