@@ -1,8 +1,10 @@
 """The loss landscape: curvature operators (Hessian, Gauss-Newton, empirical Fisher; Monte Carlo Fisher, K-FAC
-and EKFAC from curvlinops) on flat parameter vectors, their damped inverses (CG, LSMR, Neumann) and the output
-Jacobian, their spectra (Lanczos with residuals, Hutchinson, Hutch++, XTrace, diagonal estimators, stochastic
-Lanczos quadrature, the index of a critical point) and low-dimensional slices of the loss."""
+and EKFAC from curvlinops) on flat parameter vectors, their damped inverses (CG, LSMR, Neumann), the output
+Jacobian and the Hessian with respect to an intermediate feature, their spectra (Lanczos with residuals,
+Hutchinson, Hutch++, XTrace, diagonal estimators, stochastic Lanczos quadrature, the index of a critical point)
+and low-dimensional slices of the loss."""
 
+from .feature_hessian import FeatureHessianOperator
 from .fisher import MCFisherOperator
 from .inverse import InverseOperator
 from .jacobian import JacobianOperator, TransposedJacobianOperator
@@ -59,6 +61,7 @@ __all__ = ["CurvatureOperator", "EmpiricalFisherOperator", "FunctionalLoss", "Ga
            "loss_interpolation", "loss_slice_1d", "loss_slice_2d", "plot_slice", "DiagonalEstimate", "Eigenpairs",
            "IndexEstimate", "SpectralDensity", "TraceEstimate", "critical_point_index", "extreme_ratio",
            "hutchinson_diagonal", "hutchinson_trace", "hutchpp_trace", "lanczos", "spectral_density", "xdiag", "xtrace",
-           "InverseOperator", "JacobianOperator", "MCFisherOperator", "TransposedJacobianOperator",
+           "FeatureHessianOperator", "InverseOperator", "JacobianOperator", "MCFisherOperator",
+           "TransposedJacobianOperator",
            "TrackingResult", "plot_tracking", "track", "TrajectoryPlane", "TrajectorySurface", "plot_trajectory",
            "stack_snapshots", "trajectory_plane", "trajectory_surface"]
