@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import scipy.stats
 import torch
 
 from nnlift.metrics import weight_recovery
@@ -203,6 +204,13 @@ def test_a_log_written_with_other_settings_is_refused(tmp_path):
     ({"design": -1.0}, "design must be"),
     ({"order": 4, "n_features": 30, "n_hidden": 2}, "use order=3"),
     ({"budget": 1_000}, "at least 4"),
+    ({"design": float("inf")}, "positive, finite scale"),
+    ({"order": 3.0}, "order must be"),
+    ({"n_hidden": 2.7}, "n_hidden must be a positive integer"),
+    ({"budget": 24_000.5}, "budget must be a positive integer"),
+    ({"fit_rows": 3}, "fit_rows=3 is below twice"),
+    ({"fit_rows": -5}, "fit_rows must be a positive integer"),
+    ({"budget": 160, "batch_size": 40}, "cannot pay for the pilot"),
 ])
 def test_bad_arguments_get_clear_errors(kwargs, message):
     system, *_ = _planted(6, 2, seed=9)
@@ -214,6 +222,8 @@ def test_bad_arguments_get_clear_errors(kwargs, message):
 @pytest.mark.parametrize(("output", "message"), [
     (lambda X: np.full(len(X), np.nan), "NaN or inf"),
     (lambda X: np.zeros((len(X) + 1, 1)), "returned shape"),
+    (lambda X: X[:, 0] + 1j, "complex outputs"),
+    (lambda X: np.full(len(X), 3.0), "constant on all 8,400 queries so far"),
 ])
 def test_bad_system_outputs_get_clear_errors(output, message):
     with pytest.raises(ValueError, match=message):
@@ -238,3 +248,46 @@ def test_an_identified_stop_is_not_reported_on_a_wrong_basin():
                              verbose=0)
     recovered = weight_recovery(teacher.first_layer, model.first_layer_).min
     assert recovered >= (0.99 if report.stopping_reason == "identified" else 0.98)
+
+
+def test_a_whole_float_budget_is_accepted():
+    system, *_ = _planted(6, 2, seed=9)
+    _, report = identify(system, 6, 2, budget=2.4e4, batch_size=3e3, design="standard", verbose=0)
+    assert report.queries <= 24_000
+
+
+@pytest.mark.parametrize(("d", "k"), [(1, 1), (2, 1), (3, 1), (5, 2)])
+def test_pure_noise_is_never_reported_identified(d, k):
+    """Regression: two halves of pure noise agree by chance at small d (d = 1: always), and agreement alone stopped
+    with "identified". The cross-fitted weights of pure noise are N(0, 1) standard errors from zero."""
+    signals = []
+    for seed in range(4):
+        rng = np.random.default_rng(100 + seed)
+        _, report = identify(lambda X, rng=rng: rng.standard_normal(len(X)), d, k, budget=12_000, batch_size=500,
+                             random_state=seed, finetune=False, verbose=0)
+        assert report.stopping_reason == "budget"
+        signals += [entry["signal"] for entry in report.history]
+    threshold = report.signal_threshold
+    assert 3.5 < threshold < 4.5 and max(signals) < threshold
+    # the smallest |z| of 2k independent |N(0, 1)|: its median x has P(|N(0, 1)| > x) = 0.5^(1/2k)
+    median = scipy.stats.norm.isf(0.5 ** (1 / (2 * k)) / 2)
+    assert 0.5 * median < np.median(signals) < 2 * median
+    assert "no component of this order" in str(report)
+
+
+def test_the_signal_of_a_real_network_passes_and_is_reported():
+    system, *_ = _planted(5, 2, noise=0.05, seed=2)
+    model, report = identify(system, 5, 2, budget=20_000, batch_size=500, random_state=0, verbose=0)
+    assert report.stopping_reason == "identified"
+    assert report.signal >= report.signal_threshold == pytest.approx(scipy.stats.norm.isf(0.01 / (2 * 2 * 2 * 40)))
+    assert "standard errors from zero" in str(report)
+
+
+def test_predict_refuses_nan_and_inf():
+    system, *_ = _planted(5, 2, noise=0.05, seed=2)
+    model, _ = identify(system, 5, 2, budget=20_000, batch_size=500, random_state=0, verbose=0)
+    for bad in (np.nan, np.inf):
+        X = np.zeros((3, 5))
+        X[1, 2] = bad
+        with pytest.raises(ValueError, match="NaN or inf"):
+            model.predict(X)

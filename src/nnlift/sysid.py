@@ -19,7 +19,14 @@ x = s z, z ~ N(0, I); in z the score is the Hermite tensor He_m(z) exactly, and 
    independent halves differ by ~2 times it: the reported direction's predicted |cos| to the truth is
    cos(theta_12 / 2), theta_12 the matched angle between the halves, a point prediction (not a bound: the ratio of
    the two errors' norms scatters around 1/2). Identification stops when that confidence reaches `tolerance` for
-   every neuron, or when the budget is spent. The directions reported come from the moment of all queries.
+   every neuron and every neuron's weight is significantly non-zero, or when the budget is spent. Agreement alone
+   is not evidence: at small d two halves of pure noise agree by chance (d = 1: always). The significance test is
+   cross-fitted, so it holds whatever the system: each half's directions a_i (and output mix w_i) are fixed by that
+   half alone, and the other half's moment contracted with them, T(a_i, ..., a_i) w_i, has mean zero when the
+   system has no such component, and standard error sqrt(Var[(y - mean y) w_i He_m(a_i^T z)] / n), the per-query
+   variance estimated on the newest batch. Every neuron's |z| in both directions must pass the Bonferroni level
+   for 1% over all the checks the budget allows (`signal_threshold`). The directions reported come from the
+   moment of all queries.
 3. The network: scale and bias per neuron by least squares (`nnlift.lift.scale_bias`), the output layer by least
    squares, then fine-tuned by the shared training loop and kept only if the tuned network does better on held-out
    queries; all on the first `fit_rows` queries at the design's scale and the pilot's queries at the other scales.
@@ -36,6 +43,7 @@ uninterrupted run would have made (batch b draws z from the seed sequence (rando
 from __future__ import annotations
 
 import json
+import numbers
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -52,7 +60,7 @@ from .lift.first_layer import choose_order
 from .lift.output_layer import hidden_features
 from .lift.scale_bias import fit_scale_bias
 from .metrics import weight_recovery
-from .tensor._multilinear import khatri_rao
+from .tensor._multilinear import contract_dense, khatri_rao
 from .tensor.coupled import coupled_cp
 
 __all__ = ["identify", "IdentifiedNetwork", "IdentificationReport", "HermiteSums", "MAX_DENSE_DIM",
@@ -72,7 +80,8 @@ class IdentificationReport:
     """What `identify` did: queries used (pilot included), the design, the per-neuron confidence (the predicted |cos|
     of each reported direction to the truth, cos(theta_12 / 2) from the angle between the two halves'), why it
     stopped ("identified" or "budget"), one entry per check, queries replayed from the log, and whether the
-    fine-tuned network was kept."""
+    fine-tuned network was kept. `signal`: at the last check, the smallest cross-fitted |z| of a neuron's weight
+    (module docstring), which must reach `signal_threshold` for an "identified" stop."""
 
     queries: int
     design: dict
@@ -81,6 +90,8 @@ class IdentificationReport:
     history: list[dict] = field(default_factory=list)
     replayed_queries: int = 0
     finetuned: bool = False
+    signal: float = float("nan")
+    signal_threshold: float = float("nan")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -95,6 +106,11 @@ class IdentificationReport:
                  f"{design['order']}" + (f"; pilot SNR per query {pilot}" if pilot else ""),
                  "per-neuron confidence (predicted |cos| to the truth): " + ", ".join(f"{c:.4f}"
                                                                                     for c in self.confidence),
+                 f"weakest neuron's weight: {self.signal:.3g} standard errors from zero (an identified stop needs "
+                 f">= {self.signal_threshold:.3g})" + ("" if self.signal >= self.signal_threshold else
+                                                       "; below it, the queries show no component of this order "
+                                                       "for at least one neuron (too few queries, fewer hidden "
+                                                       "units than n_hidden, or no such structure)"),
                  "output layer: " + ("fine-tuned" if self.finetuned else "the start (fine-tuning did not help on "
                                                                           "held-out queries)")]
         return "\n".join(lines)
@@ -115,6 +131,8 @@ class IdentifiedNetwork(RegressorMixin):
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[1] != self.n_features_in_:
             raise ValueError(f"X must have shape (n, {self.n_features_in_}), got {X.shape}")
+        if not np.isfinite(X).all():
+            raise ValueError("X contains NaN or inf")
         params = TwoLayerParams(self.first_layer_, self.bias_, self.coef_, self.intercept_)
         return predict_two_layer(params, X, self.activation)
 
@@ -216,6 +234,9 @@ class _System:
         else:
             Y = self.system(X.copy())
             Y = Y.detach().cpu().numpy() if isinstance(Y, torch.Tensor) else np.asarray(Y)
+        if np.iscomplexobj(Y):
+            raise ValueError("the system returned complex outputs; identify fits real outputs (pass the real and "
+                             "imaginary parts as two outputs)")
         Y = np.asarray(Y, dtype=np.float64)
         Y = Y[:, None] if Y.ndim == 1 else Y
         if Y.ndim != 2 or Y.shape[0] != len(X):
@@ -281,7 +302,9 @@ def identify(system, n_features: int, n_hidden: int, *, activation: str = "tanh"
     every query (None: fresh ones).
     """
     get_activation(activation)
-    d, k = int(n_features), int(n_hidden)
+    d, k, budget, batch_size, fit_rows = (_count(value, name) for value, name in (
+        (n_features, "n_features"), (n_hidden, "n_hidden"), (budget, "budget"), (batch_size, "batch_size"),
+        (fit_rows, "fit_rows")))
     if not 1 <= k <= d:
         raise ValueError(f"n_hidden={k} must be between 1 and n_features={d}: the moment's CP decomposition "
                          "recovers at most d linearly independent directions")
@@ -291,16 +314,24 @@ def identify(system, n_features: int, n_hidden: int, *, activation: str = "tanh"
                          "batches: the stopping check compares two halves of at least one batch each")
     if not 0 < tolerance < 1 or not 0 <= pilot_share < 0.5:
         raise ValueError(f"tolerance must be in (0, 1) and pilot_share in [0, 0.5), got {tolerance}, {pilot_share}")
+    n_weights = k * (d + 2) + 1
+    if fit_rows < 2 * n_weights:
+        raise ValueError(f"fit_rows={fit_rows} is below twice the network's {n_weights} weights; the output layer and "
+                         f"the fine-tune need at least {2 * n_weights} queries")
     kind, scale = _design_kind(design)
+    pilot_rows = max(2 * _PILOT_FOLDS, 2 * d, int(pilot_share * budget) // len(PILOT_SCALES))
+    if kind == "auto" and len(PILOT_SCALES) * pilot_rows + 2 * batch_size > budget:
+        raise ValueError(f"budget={budget} cannot pay for the pilot ({len(PILOT_SCALES)} scales x {pilot_rows} "
+                         f"queries) and two batches of {batch_size}; raise the budget or give a fixed design "
+                         "(design='standard' or a scale s)")
     if log is not None and random_state is None:
         raise ValueError("a query log needs an integer random_state: resuming replays the same queries")
-    settings = {"n_features": d, "n_hidden": k, "activation": activation, "budget": int(budget),
-                "batch_size": int(batch_size), "design": design if isinstance(design, str) else float(design),
+    settings = {"n_features": d, "n_hidden": k, "activation": activation, "budget": budget,
+                "batch_size": batch_size, "design": design if isinstance(design, str) else float(design),
                 "order": str(order), "tolerance": tolerance, "pilot_share": pilot_share, "random_state": random_state}
-    run = _Run(_System(system, d), d, int(batch_size), _QueryLog(log, settings), random_state)
-    run.budget = int(budget)
-    pilot_rows = max(2 * _PILOT_FOLDS, 2 * d, int(pilot_share * budget) // len(PILOT_SCALES))
-    total_batches = int(budget) // int(batch_size) + (len(PILOT_SCALES) if kind == "auto" else 0)
+    run = _Run(_System(system, d), d, batch_size, _QueryLog(log, settings), random_state)
+    run.budget = budget
+    total_batches = budget // batch_size + (len(PILOT_SCALES) if kind == "auto" else 0)
     with ProgressReport("identifying", total_batches, verbose, unit="batches") as progress:
         run.progress = progress
         pilot, halves = [], None
@@ -308,11 +339,14 @@ def identify(system, n_features: int, n_hidden: int, *, activation: str = "tanh"
             scale, pilot, halves = _pilot(run, chosen_order, pilot_rows)
         design_info = {"kind": kind, "scale": scale, "order": chosen_order, "pilot": pilot}
         progress.log(f"design: x = {scale:g} z, z ~ N(0, I), moment order {chosen_order} ({kind})")
-        halves, history, reason, warm = run.sequential(scale, chosen_order, k, tolerance, halves)
+        threshold = _signal_threshold(k, budget // batch_size)
+        halves, history, reason, warm = run.sequential(scale, chosen_order, k, tolerance, halves, threshold)
         directions, confidence = _directions(halves, k, run.seed, warm)
         reason_words = {"identified": "identified: the two halves agree", "budget": "the budget is spent"}[reason]
         progress.finish(f"{reason_words} after {run.queries:,} queries, confidence min {min(confidence):.4f}")
-    report = IdentificationReport(run.queries, design_info, reason, confidence, history, run.replayed)
+    report = IdentificationReport(run.queries, design_info, reason, confidence, history, run.replayed,
+                                  signal=history[-1]["signal"] if history else float("nan"),
+                                  signal_threshold=threshold)
     X_fit, Y_fit = run.kept(scale, fit_rows)
     params, report.finetuned = _network(X_fit / scale, Y_fit, directions, activation, finetune, max_iter,
                                         random_state)
@@ -332,8 +366,9 @@ def _moment_order(activation: str, order, d: int) -> int:
             raise ValueError(f"n_features={d} is above {MAX_DENSE_DIM[3]}, the largest d whose dense order-3 moment "
                              "sums identify keeps")
         return max(allowed)
-    if order not in (3, 4):
+    if isinstance(order, bool) or not isinstance(order, numbers.Integral) or order not in (3, 4):
         raise ValueError(f"order must be 'auto', 3 or 4, got {order!r}")
+    order = int(order)
     if d > MAX_DENSE_DIM[order]:
         raise ValueError(f"order {order} keeps d^{order} sums per output: n_features={d} is above "
                          f"{MAX_DENSE_DIM[order]}; use order=3")
@@ -345,9 +380,17 @@ def _design_kind(design) -> tuple[str, float]:
         return "auto", float("nan")
     if design == "standard":
         return "standard", 1.0
-    if isinstance(design, int | float) and not isinstance(design, bool) and design > 0:
+    if isinstance(design, numbers.Real) and not isinstance(design, bool) and 0 < design < np.inf:
         return "fixed", float(design)
-    raise ValueError(f"design must be 'auto', 'standard' or a positive scale s, got {design!r}")
+    raise ValueError(f"design must be 'auto', 'standard' or a positive, finite scale s, got {design!r}")
+
+
+def _count(value, name: str) -> int:
+    """A positive integer argument (a whole float such as 2e5 counts), refused, not rounded, otherwise."""
+    whole = isinstance(value, numbers.Integral) or (isinstance(value, numbers.Real) and float(value).is_integer())
+    if isinstance(value, bool) or not whole or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
 
 
 class _Run:
@@ -361,6 +404,7 @@ class _Run:
         self.budget = 0
         self.saved: dict[float, list] = {}
         self.progress = None
+        self.lowest = self.highest = None
 
     def batch(self, scale: float, rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The next batch (`rows` queries, default `batch_size`) in z units and its responses."""
@@ -375,8 +419,19 @@ class _Run:
         self.index += 1
         self.queries += len(Y)
         self.saved.setdefault(scale, []).append((scale * Z, Y))
+        self._check_not_constant(Y)
         self.progress.advance(f"{self.queries:,} queries")
         return Z, Y
+
+    def _check_not_constant(self, Y: np.ndarray) -> None:
+        """Refuse, once two batches' worth of queries are in, an output that has not changed on any of them."""
+        low, high = Y.min(axis=0), Y.max(axis=0)
+        self.lowest = low if self.lowest is None else np.minimum(self.lowest, low)
+        self.highest = high if self.highest is None else np.maximum(self.highest, high)
+        constant = np.flatnonzero(self.highest == self.lowest)
+        if self.queries >= 2 * self.batch_size and constant.size:
+            raise ValueError(f"output(s) {constant.tolist()} of the system were constant on all {self.queries:,} "
+                             "queries so far: there is nothing to identify there")
 
     def kept(self, scale: float, rows: int) -> tuple[np.ndarray, np.ndarray]:
         """The first `rows` queries at the design's `scale` and every pilot query at the other scales: the network
@@ -386,9 +441,9 @@ class _Run:
         parts += [pair for other, batches in self.saved.items() if other != scale for pair in batches]
         return np.concatenate([x for x, _ in parts]), np.concatenate([y for _, y in parts])
 
-    def sequential(self, scale, order, k, tolerance, halves):
+    def sequential(self, scale, order, k, tolerance, halves, threshold):
         """Batches into the smaller of two halves (started from the pilot's, if any) until their directions agree
-        or the budget is spent."""
+        and every neuron's cross-fitted weight passes `threshold` standard errors, or the budget is spent."""
         history, warm = [], [None, None]
         while self.queries + self.batch_size <= self.budget:
             Z, Y = self.batch(scale)
@@ -398,13 +453,15 @@ class _Run:
             halves[smaller].add(Z, Y)
             if min(h.n for h in halves) == 0:
                 continue
-            warm = [_decompose(half.moments(), k, [self.seed, len(history)], start)
-                    for half, start in zip(halves, warm, strict=True)]
+            moments = [half.moments() for half in halves]
+            warm = [_decompose(moment, k, [self.seed, len(history)], start)
+                    for moment, start in zip(moments, warm, strict=True)]
             confidence = _predicted_cosine(weight_recovery(*warm).cosines)
             if confidence.min() >= tolerance:  # the halves agree: check the whole moment's directions too
                 confidence = np.asarray(_directions(halves, k, self.seed, warm)[1])
-            history.append({"queries": self.queries, "confidence": float(confidence.min())})
-            if confidence.min() >= tolerance:
+            signal = _cross_fitted_signal(moments, [h.n for h in halves], warm, Z, Y)
+            history.append({"queries": self.queries, "confidence": float(confidence.min()), "signal": signal})
+            if confidence.min() >= tolerance and signal >= threshold:
                 return halves, history, "identified", warm
         return halves, history, "budget", warm
 
@@ -445,6 +502,37 @@ def _pilot(run: _Run, order: int, rows: int):
     folds = chosen["folds"]
     halves = [sum(folds[2::2], folds[0]), sum(folds[3::2], folds[1])]
     return chosen["scale"], public, halves
+
+
+def _signal_threshold(k: int, checks: int, level: float = 0.01) -> float:
+    """The two-sided normal quantile at `level` split (Bonferroni) over k neurons, both cross-fits and `checks`."""
+    return float(scipy.stats.norm.isf(level / (2 * 2 * k * max(checks, 1))))
+
+
+def _hermite(u: np.ndarray, order: int) -> np.ndarray:
+    """The probabilists' Hermite polynomial He_3 or He_4 of a scalar projection: He_m(z)(a, ..., a) = He_m(a^T z) for
+    a unit vector a."""
+    return u**3 - 3 * u if order == 3 else u**4 - 6 * u**2 + 3
+
+
+def _cross_fitted_signal(moments: list[np.ndarray], rows: list[int], directions: list[np.ndarray], Z: np.ndarray,
+                         Y: np.ndarray) -> float:
+    """The smallest |z| over neurons and both cross-fits: half h's unit directions a_i and output mix w_i (from its
+    own moment, T_h(a_i, ..., a_i) over outputs, normalised) applied to the other half's moment; the standard error
+    from the per-query variance of (y - mean y) w_i He_m(a_i^T z) on the newest batch (Z, Y) (module docstring)."""
+    order = moments[0].ndim - 1
+    centred = Y - Y.mean(axis=0)
+    smallest = np.inf
+    for own, other, n_other, A in ((moments[0], moments[1], rows[1], directions[0]),
+                                   (moments[1], moments[0], rows[0], directions[1])):
+        own_weights, other_weights = (np.stack([np.einsum("ij,ij->j", A, contract_dense(t, A)) for t in moment])
+                                      for moment in (own, other))  # (p, k): T_j(a_i, ..., a_i)
+        mix = own_weights / np.maximum(np.linalg.norm(own_weights, axis=0), np.finfo(float).tiny)
+        estimate = np.einsum("jk,jk->k", mix, other_weights)
+        per_query = (centred @ mix) * _hermite(Z @ A, order)
+        stderr = np.sqrt(per_query.var(axis=0, ddof=1) / n_other)
+        smallest = min(smallest, float(np.min(np.abs(estimate) / np.maximum(stderr, np.finfo(float).tiny))))
+    return smallest
 
 
 def _decompose(moment: np.ndarray, k: int, seed, warm: np.ndarray | None) -> np.ndarray:
