@@ -181,3 +181,51 @@ def test_monte_carlo_fisher_averages_to_the_gauss_newton_matrix(kind):
     np.testing.assert_array_equal(one, MCFisherOperator(model, loss_fn, (X, y), mc_samples=1).to_dense().numpy())
     with pytest.raises(ValueError, match="mc_samples"):
         MCFisherOperator(model, loss_fn, (X, y), mc_samples=0)
+
+
+def test_neumann_on_a_rank_deficient_gauss_newton_matrix_and_numpy_scalars():
+    """Regression: λ_min of a singular G was sought by Lanczos on G itself, whose relative tolerance cannot be met
+    at 0; the ends are now taken of G + λI. 11 rows x 2 outputs give G rank <= 22 < P = 26."""
+    model, (X, y) = make_mlp(), _data()
+    G = GaussNewtonOperator(model, nn.functional.mse_loss, (X, y))
+    dense = G.to_dense().numpy()
+    assert np.linalg.eigvalsh(dense)[0] < 1e-10
+    inverse = InverseOperator(G, np.float32(0.1), method="neumann", num_terms=np.int64(3000))
+    assert np.isclose(inverse.scale, 1 / (np.linalg.eigvalsh(dense)[-1] + 0.1), rtol=1e-6)
+    b = np.random.default_rng(3).standard_normal(26)
+    np.testing.assert_allclose(inverse @ b, np.linalg.solve(dense + 0.1 * np.eye(26), b), rtol=1e-6, atol=1e-8)
+    with pytest.raises(ValueError, match="nearly singular|too close to 0"):
+        InverseOperator(G, 0.0, method="neumann")
+
+
+def test_float32_operators_get_a_reachable_default_tolerance():
+    model, (X, y) = make_mlp().float(), _data()
+    G = GaussNewtonOperator(model, nn.functional.mse_loss, (X.float(), y.float()))
+    b = torch.randn(26, generator=torch.Generator().manual_seed(4))
+    inverse = InverseOperator(G, 0.1)
+    assert inverse.tol == 1e-5 and inverse.residuals(b).max() <= 1e-5
+    dense = G.to_dense().double().numpy() + 0.1 * np.eye(26)
+    exact = np.linalg.solve(dense, b.double().numpy())
+    np.testing.assert_allclose((inverse @ b).double().numpy(), exact, rtol=0, atol=1e-3 * np.abs(exact).max())
+    with pytest.raises(ValueError, match="below 10 eps"):
+        InverseOperator(G, 0.1, tol=1e-8)
+
+
+class _WithUnused(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.used, self.unused = nn.Linear(3, 2), nn.Linear(5, 5)
+
+    def forward(self, x):
+        return torch.tanh(self.used(x))
+
+
+def test_parameters_the_output_ignores_are_refused_by_the_curvlinops_operators():
+    model, (X, y) = _WithUnused().double(), _data()
+    for make in (lambda: KFACOperator(model, nn.functional.mse_loss, (X, y)),
+                 lambda: MCFisherOperator(model, nn.functional.mse_loss, (X, y)),
+                 lambda: JacobianOperator(model, X)):
+        with pytest.raises(ValueError, match=r"\['unused.weight', 'unused.bias'\] do not affect"):
+            make()
+    assert JacobianOperator(model, X, parameters="used.*").shape == (22, 8)

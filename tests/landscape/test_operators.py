@@ -157,3 +157,35 @@ def test_the_fast_finiteness_check_agrees_with_isfinite_even_when_the_sum_overfl
 
     tensor = torch.tensor(values, dtype=dtype)
     assert all_finite(tensor) is finite is bool(torch.isfinite(tensor).all())
+
+
+class _WithUnused(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.used, self.unused = nn.Linear(3, 2), nn.Linear(5, 5)
+
+    def forward(self, x):
+        return torch.tanh(self.used(x))
+
+
+def test_a_parameter_the_loss_ignores_has_zero_hessian_rows_for_one_vector_and_a_block(problem, dense):
+    """Regression: the single-vector autograd path raised on an unused parameter while the block path gave zeros."""
+    model = _WithUnused().double()
+    X, y = problem.X, torch.randn(11, 2, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    op = HessianOperator(model, nn.functional.mse_loss, (X, y))
+    full = torch.zeros(38, 38, dtype=torch.float64)
+    inner = nn.Sequential(model.used, nn.Tanh())
+    full[:8, :8] = dense.hessian(inner, nn.functional.mse_loss, X, y)
+    v = torch.randn(38, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    torch.testing.assert_close(op @ v, full @ v, rtol=0, atol=1e-12)
+    torch.testing.assert_close(op @ torch.stack([v, 2 * v], 1), full @ torch.stack([v, 2 * v], 1), rtol=0,
+                               atol=1e-12)
+    assert float((full[:8, :8]).abs().max()) > 1e-3
+
+
+def test_a_loss_linear_in_the_parameters_has_a_zero_hessian():
+    model = nn.Linear(3, 1, bias=False).double()
+    X = torch.randn(6, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    op = HessianOperator(model, lambda out, y: out.mean(), (X, torch.zeros(6)))
+    assert float((op @ torch.ones(3, dtype=torch.float64)).abs().max()) == 0.0

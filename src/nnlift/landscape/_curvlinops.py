@@ -11,9 +11,10 @@ import torch
 from torch import nn
 
 
-def copy_at_point(objective) -> tuple[nn.Module, list[nn.Parameter]]:
+def copy_at_point(objective, *, check_used: bool = True) -> tuple[nn.Module, list[nn.Parameter]]:
     """A copy of `objective.model` with θ = `objective.point` written into the selected parameters, which alone
-    require grad, and those parameters in `objective.names` order."""
+    require grad, and those parameters in `objective.names` order; `check_used` refuses parameters the output does
+    not depend on (`_check_used`)."""
     model = copy.deepcopy(objective.model)
     named = dict(model.named_parameters())
     for param in model.parameters():
@@ -22,7 +23,25 @@ def copy_at_point(objective) -> tuple[nn.Module, list[nn.Parameter]]:
         for name, value in zip(objective.names, objective.unflatten(objective.point), strict=True):
             named[name].copy_(value)
             named[name].requires_grad_(True)
-    return model, [named[name] for name in objective.names]
+    params = [named[name] for name in objective.names]
+    if check_used:
+        _check_used(model, params, objective)
+    return model, params
+
+
+def _check_used(model: nn.Module, params: list[nn.Parameter], objective) -> None:
+    """Refuse selected parameters that the model's output does not depend on (one forward and backward pass on the
+    first batch): curvlinops' Kronecker factors and Jacobians fail on them with autograd's or a shape error."""
+    X, _ = next(iter(objective.data))
+    with torch.enable_grad():
+        output = model(X)
+        if not isinstance(output, torch.Tensor):
+            return
+        grads = torch.autograd.grad(output.sum(), params, allow_unused=True)
+    unused = [name for name, g in zip(objective.names, grads, strict=True) if g is None]
+    if unused:
+        raise ValueError(f"parameters {unused} do not affect the model's output; leave them out with parameters=... "
+                         "(the curvature in them is zero)")
 
 
 @cache

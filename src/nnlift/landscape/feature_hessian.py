@@ -49,7 +49,7 @@ class FeatureHessianOperator(SymmetricOperator):
         if io not in _IO:
             raise ValueError(f"io must be one of {_IO}, got {io!r}")
         self.feature, self.io = feature, io
-        self._model = copy_at_point(self.objective)[0]
+        self._model = copy_at_point(self.objective, check_used=False)[0]
         for param in self._model.parameters():
             param.requires_grad_(False)
         self._rows_interact = any(isinstance(m, _BatchNorm) and m.training for m in self._model.modules())

@@ -465,9 +465,18 @@ class HessianOperator(CurvatureOperator):
             if "single" not in built:
                 params = [t.detach().requires_grad_() for t in objective.unflatten(objective.point)]
                 with torch.enable_grad():
-                    gradient = torch.autograd.grad(objective.batch_loss(params, X, y), params, create_graph=True)
-                built["single"] = lambda u: _flat(torch.autograd.grad(gradient, params, objective.unflatten(u),
-                                                                      retain_graph=True))
+                    gradient = torch.autograd.grad(objective.batch_loss(params, X, y), params, create_graph=True,
+                                                   allow_unused=True, materialize_grads=True)
+                live = [i for i, part in enumerate(gradient) if part.requires_grad]  # others: unused or linear
+
+                def product(u: torch.Tensor) -> torch.Tensor:
+                    if not live:
+                        return torch.zeros_like(u)
+                    parts = objective.unflatten(u)
+                    return _flat(torch.autograd.grad([gradient[i] for i in live], params, [parts[i] for i in live],
+                                                     retain_graph=True, allow_unused=True, materialize_grads=True))
+
+                built["single"] = product
             return built["single"](v)
 
         def block(V: torch.Tensor) -> torch.Tensor:
