@@ -130,6 +130,10 @@ def test_bad_input_is_refused(problem):
         op @ torch.zeros(25, dtype=torch.float64)
     with pytest.raises(ValueError, match="NaN"):
         op @ torch.full((26,), float("nan"), dtype=torch.float64)
+    with pytest.raises(ValueError, match="m >= 1"):
+        op @ np.zeros((26, 0))
+    with pytest.raises(ValueError, match="overflows the operator's torch.float32"):
+        HessianOperator(copy.deepcopy(model).float(), loss_fn, (X.float(), y)) @ np.full(26, 1e300)
     with pytest.raises(ValueError, match="at least one row"):
         HessianOperator(model, loss_fn, (X[:0], y[:0]))
     with pytest.raises(ValueError, match="NaN"):

@@ -347,13 +347,15 @@ class SymmetricOperator:
 
     def __matmul__(self, v):
         is_numpy = not isinstance(v, torch.Tensor)
-        V = torch.as_tensor(v).to(device=self.device, dtype=self.dtype)
+        given = torch.as_tensor(v)
+        V = given.to(device=self.device, dtype=self.dtype)
         P = self.shape[0]
-        if V.ndim not in (1, 2) or V.shape[0] != P:
-            raise ValueError(f"v must have shape ({P},) or ({P}, m) for the {P} selected parameters, got "
+        if V.ndim not in (1, 2) or V.shape[0] != P or (V.ndim == 2 and V.shape[1] == 0):
+            raise ValueError(f"v must have shape ({P},) or ({P}, m) with m >= 1 for the {P} selected parameters, got "
                              f"{tuple(V.shape)}")
         if not all_finite(V):
-            raise ValueError("v contains NaN or inf")
+            raise ValueError("v contains NaN or inf" if not all_finite(given) else
+                             f"v overflows the operator's {self.dtype}: rescale it")
         out = self._matmat(V if V.ndim == 2 else V[:, None])
         out = out if V.ndim == 2 else out[:, 0]
         return out.detach().double().cpu().numpy() if is_numpy else out.detach()
