@@ -25,6 +25,9 @@ whatever part files exist):
   run with finetune=False: same queries, same noise).
 - multi: p = 10 outputs sharing the first layer (tanh d=20 k=5, output weights (k, p) standard normal): queries at
   stop of the joint identification vs identifying each output alone (same seed), tolerance 0.99.
+- null: systems with less structure than asked for (pure noise; a tanh network with one hidden unit fewer than
+  n_hidden), budget 20k in batches of 500, tolerance 0.99: how often the stop says "identified" under the rule
+  (halves agree and every neuron's cross-fitted weight is significant) and under the old one (halves agree).
 
 Tasks run in `--workers` processes (one BLAS/torch thread each); every task seeds itself, so results do not depend on
 the scheduling.
@@ -158,7 +161,36 @@ def run_ladder(method, cell, noise, seed, budgets) -> dict:
     return {"reached": None, "rungs": rungs}
 
 
-TASKS = {"identify": run_identify, "backprop": run_backprop, "ladder": run_ladder}
+NULL_CELLS = {"noise d1 k1": (1, 1, 0), "noise d2 k1": (2, 1, 0), "noise d3 k1": (3, 1, 0),
+              "noise d5 k2": (5, 2, 0), "noise d10 k3": (10, 3, 0), "tanh k=2, asked 3, d5": (5, 3, 2),
+              "tanh k=3, asked 4, d10": (10, 4, 3)}
+NULL_BUDGET, NULL_BATCH = 20_000, 500
+
+
+def run_null(cell, seed) -> dict:
+    """A system with less structure than asked for: pure N(0, 1) noise (planted k = 0), or a planted tanh network
+    (unit directions, c = ±U(0.5, 1.5), noise 0.05) with one hidden unit fewer than `n_hidden`. The old rule stopped
+    at the first check whose halves agreed; it is read off the history, whose checks up to there are the same."""
+    d, asked, planted_k = NULL_CELLS[cell]
+    rng = np.random.default_rng([seed, 11])
+    A = rng.standard_normal((d, max(planted_k, 1)))
+    A /= np.linalg.norm(A, axis=0)
+    c = rng.choice([-1.0, 1.0], max(planted_k, 1)) * rng.uniform(0.5, 1.5, max(planted_k, 1))
+    noise = np.random.default_rng([seed, 12])
+
+    def system(X):
+        clean = np.tanh(X @ A) @ c if planted_k else np.zeros(len(X))
+        return clean + (0.05 if planted_k else 1.0) * noise.standard_normal(len(X))
+
+    _, report = identify(system, d, asked, budget=NULL_BUDGET, batch_size=NULL_BATCH, finetune=False,
+                         random_state=seed, verbose=0)
+    old = next((h["queries"] for h in report.history if h["confidence"] >= 0.99), None)
+    return {"stopping_reason": report.stopping_reason, "queries": report.queries, "signal": report.signal,
+            "signal_threshold": report.signal_threshold, "old_rule_identified_at": old,
+            "history": report.history}
+
+
+TASKS = {"identify": run_identify, "backprop": run_backprop, "ladder": run_ladder, "null": run_null}
 
 
 def _worker_init() -> None:
@@ -339,8 +371,30 @@ def multi_summary(cfg, results) -> dict:
     return {"rows": rows, "table": lines}
 
 
+def null_keys(cfg):
+    return [("null", cell, seed) for cell in NULL_CELLS for seed in range(cfg.null_seeds)]
+
+
+def null_summary(cfg, results) -> dict:
+    lines = ["| system | runs | stopped \"identified\", old rule (halves agree) | stopped \"identified\", new rule "
+             "(also every weight significant) | smallest \\|z\\| at the end, median (max) | threshold |",
+             "|---|---|---|---|---|---|"]
+    rows = []
+    for cell in NULL_CELLS:
+        runs = [results[("null", cell, seed)] for seed in range(cfg.null_seeds)]
+        old = sum(r["old_rule_identified_at"] is not None for r in runs)
+        new = sum(r["stopping_reason"] == "identified" for r in runs)
+        signals = [r["signal"] for r in runs]
+        rows.append({"cell": cell, "runs": [{k: v for k, v in r.items() if k != "history"} for r in runs],
+                     "old_rule_identified": old, "new_rule_identified": new})
+        lines.append(f"| {cell} | {len(runs)} | {old}/{len(runs)} | {new}/{len(runs)} | {np.median(signals):.2f} "
+                     f"({max(signals):.2f}) | {runs[0]['signal_threshold']:.2f} |")
+    return {"rows": rows, "table": lines}
+
+
 PARTS = {"ladder": (ladder_keys, ladder_summary), "stop": (stop_keys, stop_summary),
-         "honest": (honest_keys, honest_summary), "multi": (multi_keys, multi_summary)}
+         "honest": (honest_keys, honest_summary), "multi": (multi_keys, multi_summary),
+         "null": (null_keys, null_summary)}
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -420,6 +474,7 @@ class Config:
         self.multi_seeds = args.multi_seeds
         self.n_outputs = args.n_outputs
         self.budget_cap = args.budget_cap
+        self.null_seeds = args.null_seeds
 
     def budget(self, cell: str) -> int:
         return min(CELLS[cell]["budget"], self.budget_cap) if self.budget_cap else CELLS[cell]["budget"]
@@ -444,6 +499,7 @@ def main(argv=None) -> None:
     parser.add_argument("--honest-seeds", type=int, default=20)
     parser.add_argument("--multi-seeds", type=int, default=5)
     parser.add_argument("--n-outputs", type=int, default=10)
+    parser.add_argument("--null-seeds", type=int, default=20, help="runs per system of the null part")
     parser.add_argument("--budget-cap", type=int, default=0, help="cap the stop/honest/multi budgets (0: none)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="smoke run: tanh d=20 k=5, noise 0.05, tiny budgets")
@@ -453,6 +509,7 @@ def main(argv=None) -> None:
     if args.quick:
         args.cells, args.noises, args.seeds, args.ladder = ["tanh_d20_k5"], [0.05], 1, [25_000, 50_000]
         args.honest_cells, args.honest_seeds, args.multi_seeds, args.n_outputs = ["tanh_d20_k5"], 2, 1, 3
+        args.null_seeds = 2
         args.budget_cap = 50_000
         suffix = suffix or "_quick"
     cfg = Config(args)

@@ -291,3 +291,40 @@ def test_predict_refuses_nan_and_inf():
         X[1, 2] = bad
         with pytest.raises(ValueError, match="NaN or inf"):
             model.predict(X)
+
+
+def test_the_signal_is_each_neurons_joint_weight_not_its_overlap_with_the_others():
+    """Exact moments T = 2 a_1^{⊗3} in both halves, decomposed into a_1 and a correlated a_2 (cos 0.7): a_2's
+    contraction T(a_2, a_2, a_2) = 2 · 0.343 is not zero, but its joint least-squares weight is, and so is its z."""
+    from nnlift.sysid import _cross_fitted_signal
+
+    a1 = np.array([1.0, 0.0, 0.0])
+    a2 = np.array([0.7, np.sqrt(1 - 0.49), 0.0])
+    T = 2 * np.einsum("i,j,k->ijk", a1, a1, a1)[None]
+    A = np.column_stack([a1, a2])
+    rng = np.random.default_rng(0)
+    Z = rng.standard_normal((2_000, 3))
+    Y = rng.standard_normal((2_000, 1))
+    signal, congruence = _cross_fitted_signal([T, T], [1_000, 1_000], [A, A], Z, Y)
+    assert signal == pytest.approx(0.0, abs=1e-9)
+    T2 = T + 1.5 * np.einsum("i,j,k->ijk", a2, a2, a2)[None]
+    signal, congruence = _cross_fitted_signal([T2, T2], [1_000, 1_000], [A, A], Z, Y)
+    assert signal > 10 and congruence == pytest.approx(0.7**3)  # same-sign weights: the terms add
+    T3 = T - 1.5 * np.einsum("i,j,k->ijk", a2, a2, a2)[None]
+    assert _cross_fitted_signal([T3, T3], [1_000, 1_000], [A, A], Z, Y)[1] == pytest.approx(-0.7**3)
+
+
+def test_more_hidden_units_than_the_system_has_is_not_reported_identified():
+    """Regression (bench_identify --parts null, 'tanh k=2, asked 3, d5', seed 1): a rank-3 decomposition of a
+    rank-2 system split the components into three nearly collinear ones whose terms cancel (weights -2.1, 2.0, 1.3
+    against the truth's -0.8, 0.6); both halves agreed and every weight was significant, and it stopped
+    'identified' at 6k queries. The congruence check blocks it."""
+    rng = np.random.default_rng([1, 11])
+    A = rng.standard_normal((5, 2))
+    A /= np.linalg.norm(A, axis=0)
+    c = rng.choice([-1.0, 1.0], 2) * rng.uniform(0.5, 1.5, 2)
+    noise = np.random.default_rng([1, 12])
+    _, report = identify(lambda X: np.tanh(X @ A) @ c + 0.05 * noise.standard_normal(len(X)), 5, 3,
+                         budget=20_000, batch_size=500, finetune=False, random_state=1, verbose=0)
+    assert report.stopping_reason == "budget"
+    assert min(entry["congruence"] for entry in report.history) <= -0.8

@@ -21,12 +21,13 @@ x = s z, z ~ N(0, I); in z the score is the Hermite tensor He_m(z) exactly, and 
    the two errors' norms scatters around 1/2). Identification stops when that confidence reaches `tolerance` for
    every neuron and every neuron's weight is significantly non-zero, or when the budget is spent. Agreement alone
    is not evidence: at small d two halves of pure noise agree by chance (d = 1: always). The significance test is
-   cross-fitted, so it holds whatever the system: each half's directions a_i (and output mix w_i) are fixed by that
-   half alone, and the other half's moment contracted with them, T(a_i, ..., a_i) w_i, has mean zero when the
-   system has no such component, and standard error sqrt(Var[(y - mean y) w_i He_m(a_i^T z)] / n), the per-query
-   variance estimated on the newest batch. Every neuron's |z| in both directions must pass the Bonferroni level
-   for 1% over all the checks the budget allows (`signal_threshold`). The directions reported come from the
-   moment of all queries.
+   cross-fitted, so it holds whatever the system: each half's directions A (and output mixes) are fixed by that
+   half alone, and the other half's moment gives each neuron's joint least-squares weight G^{-1} T(a_l, ..., a_l)
+   (G = (A^T A)^{∘m}), which has mean zero when the system has no such component, also when other components are
+   correlated with it; its standard error comes from the per-query variance on the newest batch
+   (`_cross_fitted_signal`). Every neuron's |z| in both directions must pass the Bonferroni level for 1% over all
+   the checks the budget allows (`signal_threshold`), and no two neurons' terms may nearly cancel (a degenerate
+   decomposition, `DEGENERATE_CONGRUENCE`). The directions reported come from the moment of all queries.
 3. The network: scale and bias per neuron by least squares (`nnlift.lift.scale_bias`), the output layer by least
    squares, then fine-tuned by the shared training loop and kept only if the tuned network does better on held-out
    queries; all on the first `fit_rows` queries at the design's scale and the pilot's queries at the other scales.
@@ -64,10 +65,11 @@ from .tensor._multilinear import contract_dense, khatri_rao
 from .tensor.coupled import coupled_cp
 
 __all__ = ["identify", "IdentifiedNetwork", "IdentificationReport", "HermiteSums", "MAX_DENSE_DIM",
-           "PILOT_SCALES"]
+           "PILOT_SCALES", "DEGENERATE_CONGRUENCE"]
 
 MAX_DENSE_DIM = {3: 100, 4: 24}
 PILOT_SCALES = (0.5, 1.0, 1.5, 2.0, 3.0, 4.0)
+DEGENERATE_CONGRUENCE = -0.8  # two rank-one terms this close to cancelling block an "identified" stop
 _PILOT_FOLDS = 8
 _CHECK_TOL = 1e-8
 _FINETUNE_RELATIVE_TOL = 1e-8
@@ -81,7 +83,8 @@ class IdentificationReport:
     of each reported direction to the truth, cos(theta_12 / 2) from the angle between the two halves'), why it
     stopped ("identified" or "budget"), one entry per check, queries replayed from the log, and whether the
     fine-tuned network was kept. `signal`: at the last check, the smallest cross-fitted |z| of a neuron's weight
-    (module docstring), which must reach `signal_threshold` for an "identified" stop."""
+    (module docstring), which must reach `signal_threshold` for an "identified" stop; `congruence`: the smallest
+    signed congruence of two neurons' terms, which must stay above DEGENERATE_CONGRUENCE (`_cross_fitted_signal`)."""
 
     queries: int
     design: dict
@@ -92,6 +95,7 @@ class IdentificationReport:
     finetuned: bool = False
     signal: float = float("nan")
     signal_threshold: float = float("nan")
+    congruence: float = float("nan")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -111,6 +115,9 @@ class IdentificationReport:
                                                        "; below it, the queries show no component of this order "
                                                        "for at least one neuron (too few queries, fewer hidden "
                                                        "units than n_hidden, or no such structure)"),
+                 *([f"two neurons' terms nearly cancel (congruence {self.congruence:.3f} <= "
+                    f"{DEGENERATE_CONGRUENCE}): a degenerate decomposition, as when n_hidden exceeds the system's "
+                    "hidden units; try a smaller n_hidden"] if self.congruence <= DEGENERATE_CONGRUENCE else []),
                  "output layer: " + ("fine-tuned" if self.finetuned else "the start (fine-tuning did not help on "
                                                                           "held-out queries)")]
         return "\n".join(lines)
@@ -346,7 +353,8 @@ def identify(system, n_features: int, n_hidden: int, *, activation: str = "tanh"
         progress.finish(f"{reason_words} after {run.queries:,} queries, confidence min {min(confidence):.4f}")
     report = IdentificationReport(run.queries, design_info, reason, confidence, history, run.replayed,
                                   signal=history[-1]["signal"] if history else float("nan"),
-                                  signal_threshold=threshold)
+                                  signal_threshold=threshold,
+                                  congruence=history[-1]["congruence"] if history else float("nan"))
     X_fit, Y_fit = run.kept(scale, fit_rows)
     params, report.finetuned = _network(X_fit / scale, Y_fit, directions, activation, finetune, max_iter,
                                         random_state)
@@ -459,9 +467,10 @@ class _Run:
             confidence = _predicted_cosine(weight_recovery(*warm).cosines)
             if confidence.min() >= tolerance:  # the halves agree: check the whole moment's directions too
                 confidence = np.asarray(_directions(halves, k, self.seed, warm)[1])
-            signal = _cross_fitted_signal(moments, [h.n for h in halves], warm, Z, Y)
-            history.append({"queries": self.queries, "confidence": float(confidence.min()), "signal": signal})
-            if confidence.min() >= tolerance and signal >= threshold:
+            signal, congruence = _cross_fitted_signal(moments, [h.n for h in halves], warm, Z, Y)
+            history.append({"queries": self.queries, "confidence": float(confidence.min()), "signal": signal,
+                            "congruence": congruence})
+            if confidence.min() >= tolerance and signal >= threshold and congruence > DEGENERATE_CONGRUENCE:
                 return halves, history, "identified", warm
         return halves, history, "budget", warm
 
@@ -516,23 +525,34 @@ def _hermite(u: np.ndarray, order: int) -> np.ndarray:
 
 
 def _cross_fitted_signal(moments: list[np.ndarray], rows: list[int], directions: list[np.ndarray], Z: np.ndarray,
-                         Y: np.ndarray) -> float:
-    """The smallest |z| over neurons and both cross-fits: half h's unit directions a_i and output mix w_i (from its
-    own moment, T_h(a_i, ..., a_i) over outputs, normalised) applied to the other half's moment; the standard error
-    from the per-query variance of (y - mean y) w_i He_m(a_i^T z) on the newest batch (Z, Y) (module docstring)."""
+                         Y: np.ndarray) -> tuple[float, float]:
+    """The smallest |z| over neurons and both cross-fits of a neuron's joint least-squares weight: half h's unit
+    directions A fix the Gram matrix G = (A^T A)^{∘m} of their rank-one tensors and each neuron's output mix u_i (its
+    weights over the outputs in half h's own moment, normalised); the other half's moment gives the weights
+    G^{-1} [u_i^T T_j(a_l, ..., a_l)]_l, which are zero for a neuron the system lacks even when the others are
+    correlated with it. The standard error comes from the per-query values (y - mean y) u_i (G^{-1} He_m(A^T z))_i on
+    the newest batch (Z, Y), so near-collinear directions (a degenerate decomposition) inflate it (module docstring).
+    Also returns the smallest signed congruence of two neurons' rank-one terms in either half, cos(a_i, a_j)^m times
+    the cosine of their output weights: near -1 the two terms cancel, the mark of a degenerate CP decomposition
+    (Krijnen, Dijkstra & Stegeman 2008), which is what asking for more hidden units than the system has gives."""
     order = moments[0].ndim - 1
     centred = Y - Y.mean(axis=0)
-    smallest = np.inf
+    smallest, congruence = np.inf, 1.0
     for own, other, n_other, A in ((moments[0], moments[1], rows[1], directions[0]),
                                    (moments[1], moments[0], rows[0], directions[1])):
-        own_weights, other_weights = (np.stack([np.einsum("ij,ij->j", A, contract_dense(t, A)) for t in moment])
-                                      for moment in (own, other))  # (p, k): T_j(a_i, ..., a_i)
-        mix = own_weights / np.maximum(np.linalg.norm(own_weights, axis=0), np.finfo(float).tiny)
-        estimate = np.einsum("jk,jk->k", mix, other_weights)
-        per_query = (centred @ mix) * _hermite(Z @ A, order)
+        inverse = np.linalg.pinv((A.T @ A) ** order)
+        own_rhs, other_rhs = (np.stack([np.einsum("ij,ij->j", A, contract_dense(t, A)) for t in moment])
+                              for moment in (own, other))  # (p, k): T_j(a_l, ..., a_l)
+        own_weights = inverse @ own_rhs.T  # (k, p)
+        mix = own_weights.T / np.maximum(np.linalg.norm(own_weights, axis=1), np.finfo(float).tiny)  # (p, k)
+        estimate = np.diag(inverse @ other_rhs.T @ mix)
+        per_query = (centred @ mix) * (_hermite(Z @ A, order) @ inverse.T)
         stderr = np.sqrt(per_query.var(axis=0, ddof=1) / n_other)
         smallest = min(smallest, float(np.min(np.abs(estimate) / np.maximum(stderr, np.finfo(float).tiny))))
-    return smallest
+        pairs = (A.T @ A) ** order * (mix.T @ mix)
+        if len(pairs) > 1:
+            congruence = min(congruence, float(np.min(pairs[~np.eye(len(pairs), dtype=bool)])))
+    return smallest, congruence
 
 
 def _decompose(moment: np.ndarray, k: int, seed, warm: np.ndarray | None) -> np.ndarray:
