@@ -25,6 +25,8 @@ whatever part files exist):
   run with finetune=False: same queries, same noise).
 - multi: p = 10 outputs sharing the first layer (tanh d=20 k=5, output weights (k, p) standard normal): queries at
   stop of the joint identification vs identifying each output alone (same seed), tolerance 0.99.
+- basin: relu d10 k5, noise 0.05, designed and passive at 25k and 50k (tolerance 0.9999), with and without the
+  fine-tune: how far the moment's directions alone are from the truth, and how often fine-tuning rescues them.
 - null: systems with less structure than asked for (pure noise; a tanh network with one hidden unit fewer than
   n_hidden), budget 20k in batches of 500, tolerance 0.99: how often the stop says "identified" under the rule
   (halves agree and every neuron's cross-fitted weight is significant) and under the old one (halves agree).
@@ -371,6 +373,30 @@ def multi_summary(cfg, results) -> dict:
     return {"rows": rows, "table": lines}
 
 
+BASIN_BUDGETS = (25_000, 50_000)
+
+
+def basin_keys(cfg):
+    return [("identify", "relu_d10_k5", 0.05, seed, design, budget, LADDER_TOLERANCE, finetune)
+            for design in DESIGNS.values() for budget in BASIN_BUDGETS for finetune in (False, True)
+            for seed in range(cfg.seeds)]
+
+
+def basin_summary(cfg, results) -> dict:
+    lines = ["| design | budget | moment directions alone: min \\|cos\\| median, >= 0.99 | after fine-tuning: "
+             "min \\|cos\\| median, >= 0.99 |", "|---|---|---|---|"]
+    rows = []
+    for method, design in DESIGNS.items():
+        for budget in BASIN_BUDGETS:
+            found = {finetune: [results[("identify", "relu_d10_k5", 0.05, seed, design, budget, LADDER_TOLERANCE,
+                                         finetune)]["recovery_min"] for seed in range(cfg.seeds)]
+                     for finetune in (False, True)}
+            rows.append({"method": method, "budget": budget, "directions": found[False], "finetuned": found[True]})
+            cells = [f"{np.median(v):.2f}, {sum(c >= COS_TARGET for c in v)}/{len(v)}" for v in found.values()]
+            lines.append(f"| {method} | {budget / 1000:.0f}k | {cells[0]} | {cells[1]} |")
+    return {"rows": rows, "table": lines}
+
+
 def null_keys(cfg):
     return [("null", cell, seed) for cell in NULL_CELLS for seed in range(cfg.null_seeds)]
 
@@ -394,7 +420,7 @@ def null_summary(cfg, results) -> dict:
 
 PARTS = {"ladder": (ladder_keys, ladder_summary), "stop": (stop_keys, stop_summary),
          "honest": (honest_keys, honest_summary), "multi": (multi_keys, multi_summary),
-         "null": (null_keys, null_summary)}
+         "null": (null_keys, null_summary), "basin": (basin_keys, basin_summary)}
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from nnlift.landscape import (
     hutchpp_trace,
     lanczos,
     spectral_density,
+    xtrace,
 )
 
 
@@ -126,6 +127,10 @@ def test_bad_arguments_are_refused(hessian):
         lanczos(op, 0)
     with pytest.raises(ValueError, match="square"):
         lanczos(np.zeros((3, 4)))
+    with pytest.raises(ValueError, match="op contains NaN"):
+        xtrace(np.full((4, 4), np.nan), 4)
+    with pytest.raises(ValueError, match="v is complex"):
+        op @ (np.ones(op.shape[0]) + 1j)
     with pytest.raises(TypeError, match="CurvatureOperator"):
         hutchinson_trace([[1.0]])
     with pytest.raises(ValueError, match="at least 6"):

@@ -348,6 +348,8 @@ class SymmetricOperator:
     def __matmul__(self, v):
         is_numpy = not isinstance(v, torch.Tensor)
         given = torch.as_tensor(v)
+        if given.is_complex():
+            raise ValueError("v is complex; the operator is real: apply it to the real and imaginary parts")
         V = given.to(device=self.device, dtype=self.dtype)
         P = self.shape[0]
         if V.ndim not in (1, 2) or V.shape[0] != P or (V.ndim == 2 and V.shape[1] == 0):

@@ -18,7 +18,7 @@ import torch
 from rich.progress import track
 from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
 
-from .operators import SymmetricOperator
+from .operators import SymmetricOperator, all_finite
 
 __all__ = ["Eigenpairs", "TraceEstimate", "DiagonalEstimate", "SpectralDensity", "IndexEstimate", "lanczos",
            "hutchinson_trace", "hutchpp_trace", "hutchinson_diagonal", "xdiag", "spectral_density",
@@ -99,6 +99,8 @@ def _as_operator(op):
                         f"dtype, device and @), got {type(op).__name__}")
     if len(op.shape) != 2 or op.shape[0] != op.shape[1] or op.shape[0] == 0:
         raise ValueError(f"op must be square and non-empty, got shape {tuple(op.shape)}")
+    if isinstance(op, torch.Tensor) and not all_finite(op):
+        raise ValueError("op contains NaN or inf")
     return op
 
 
