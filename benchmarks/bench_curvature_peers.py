@@ -31,7 +31,8 @@ double backward; `GGNOperator`; `lanczos`, `deflated_power_iteration`, `hutch_pl
    The process-wide torch.func warm-up (lazy imports and dispatch set-up on a process's first transform) is left
    out of "cold" and measured separately: in a fresh process per library, the first Hessian product (after one
    autograd gradient) minus the median cold product after it; the library's import time after torch's is timed in
-   another fresh process.
+   another fresh process. A torch.profiler run of the gradient and of nnlift's cold Hessian product says where the
+   time goes (self CPU time per op; on the CNN, the per-sample loops of torch's CPU transposed convolution).
 3. Trace of the MLP's Hessian (float64) at `--trace-matvecs` (99) products: nnlift `hutchpp_trace`, curvlinops
    `hutchpp_trace` (torch's global generator, seeded), hessian-eigenthings `hutch_plus_plus`, and nnlift's
    Hutchinson for scale; estimates and |error| / |exact trace| over `--trace-seeds` seeds, wall time median over
@@ -226,7 +227,27 @@ def product_costs(model: nn.Module, X, y, dtype: torch.dtype, repeats: int, seed
                      "warm_ratio": medians[f"{name} warm"] / medians["gradient"]})
     return {"n_params": P, "rows_of_data": int(X.shape[0]), "repeats": repeats, "gradient_s": medians["gradient"],
             "products": rows, "first_in_this_process_s": first, "times_s": times,
-            "agreement_rel": _agreement(factories, P, dtype)}
+            "agreement_rel": _agreement(factories, P, dtype),
+            "profile": {"gradient": operator_profile(gradient, repeats=5),
+                        "nnlift Hessian cold": operator_profile(factories["Hessian", "nnlift"], repeats=5, v=v)}}
+
+
+def operator_profile(task: Callable, repeats: int, v: torch.Tensor | None = None, top: int = 6) -> dict:
+    """Where a product's time goes (torch.profiler, `repeats` runs after one unprofiled run): self CPU time per op
+    (ms per run) for the `top` ops and their call counts, the total, and the count of per-sample `aten::select` calls
+    (the per-sample loops of torch's CPU slow-conv kernels). `task` is the gradient, or an operator factory whose
+    fresh operator is applied to `v` (a cold product)."""
+    run = task if v is None else (lambda: task() @ v)
+    run()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        for _ in range(repeats):
+            run()
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events) / repeats / 1e3
+    return {"total_ms": total,
+            "selects_per_run": sum(e.count for e in events if e.key == "aten::select") / repeats,
+            "ops": [{"op": e.key, "self_ms": e.self_cpu_time_total / repeats / 1e3, "calls": e.count / repeats,
+                     "share": e.self_cpu_time_total / repeats / 1e3 / total} for e in events[:top]]}
 
 
 # ------------------------------------------------------------------------------------------------------- warm-up
@@ -480,6 +501,12 @@ def report(out: dict) -> None:
                          f"{1e3 * r['warm_s']:.2f}"])
     print(_table(["model, dtype", "P", "rows", "gradient ms", "product", "library", "cold ×", "warm ×", "cold ms",
                   "warm ms"], rows))
+    print("\nWhere the time goes (torch.profiler, self CPU ms per run, top ops; selects = per-sample aten::select "
+          "calls per run):")
+    for key, part in out["products"].items():
+        for name, prof in part["profile"].items():
+            ops = ", ".join(f"{o['op']} {o['self_ms']:.2f} ({100 * o['share']:.0f}%)" for o in prof["ops"][:4])
+            print(f"- {key}, {name}: {prof['total_ms']:.2f} ms; selects {prof['selects_per_run']:.0f}; {ops}")
     print("\nProducts agree (max |Av − A_nnlift v| / max |A_nnlift v|, one random v):")
     for key, part in out["products"].items():
         print(f"- {key}: " + ", ".join(f"{name} {value:.1e}" for name, value in part["agreement_rel"].items()))

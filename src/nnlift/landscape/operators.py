@@ -100,10 +100,11 @@ def _flat(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
 
 
 def all_finite(tensor: torch.Tensor) -> bool:
-    """No NaN or inf in `tensor`. The float64 sum is finite when every entry is (float32 data cannot overflow it) and
-    takes one pass without a boolean copy, 6× faster than `isfinite(...).all()` on the digits matrix, which matters
-    in an operator's cold product; only a non-finite sum (NaN, inf or float64 overflow) is checked entry by entry."""
-    return bool(torch.isfinite(tensor.sum(dtype=torch.float64))) or bool(torch.isfinite(tensor).all())
+    """No NaN or inf in `tensor`. A finite sum means every entry is finite, and the sum takes one pass without a
+    boolean copy, 6× faster than `isfinite(...).all()` on the digits matrix, which matters in an operator's cold
+    product; only a non-finite sum (NaN, inf, or finite entries whose sum overflows the dtype) is checked entry by
+    entry."""
+    return bool(torch.isfinite(tensor.sum())) or bool(torch.isfinite(tensor).all())
 
 
 def _is_batch(data) -> bool:
@@ -190,10 +191,11 @@ class FunctionalLoss:
         if not self.dtype.is_floating_point:
             raise ValueError(f"parameters must be floating point, got {self.dtype}")
         self.shapes = [named[name].shape for name in self.names]
-        self.n_params = sum(int(np.prod(shape)) for shape in self.shapes)
+        self.n_params = sum(math.prod(shape) for shape in self.shapes)
         self._fixed = {name: p.detach().clone() for name, p in named.items() if name not in self.names}
         self._buffers = {name: b.detach().clone() for name, b in model.named_buffers()}
-        self.point = flatten_params(model, self.names) if at is None else self.as_vector(at, "at")
+        self.point = (torch.cat([named[name].detach().reshape(-1) for name in self.names]).clone() if at is None
+                      else self.as_vector(at, "at"))
         self.data = _Batches(data, self.dtype, self.device, micro_batch_size)
 
     def as_vector(self, v, name: str = "v") -> torch.Tensor:
@@ -455,7 +457,7 @@ class HessianOperator(CurvatureOperator):
     A single vector goes through plain autograd: ∇L is built once with `create_graph` and each product is one
     more backward pass through it (`retain_graph`); a block of vectors goes through `torch.func.vjp` of `grad`,
     vmapped over the probes. Each is built on its first use. In benchmarks/bench_curvature_peers.py a cold product
-    of one vector cost 3.7–4.5 gradients through torch.func and 2.6–3.4 through autograd (BENCHMARKS.md); for
+    of one vector cost 3.7–4.5 gradients through torch.func and 2.7–3.6 through autograd (BENCHMARKS.md); for
     blocks, a one-off probe found autograd's batched grad slower than vmap, hence the split.
     Forward-over-reverse (`jvp` of `grad`) is no faster on CPU here and fails on batch norm in torch 2.13."""
 
