@@ -134,3 +134,31 @@ def test_bad_requests_say_what_to_give(problem):
     op = FeatureHessianOperator(model, loss_fn, (X, y), "1")
     with pytest.raises(ValueError, match=r"shape \(44,\)"):
         op @ torch.ones(43, dtype=torch.float64)
+
+
+def test_an_in_place_op_after_the_feature_and_a_frozen_model():
+    """Regression: with ReLU(inplace=True) after the feature, the captured point was the ReLU's output and every
+    product failed on an in-place op on the leaf. A frozen (requires_grad=False) model has a feature Hessian too."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(inplace=True), nn.Linear(4, 2)).double().requires_grad_(False)
+    generator = torch.Generator().manual_seed(5)
+    X, y = (torch.randn(6, 3, generator=generator, dtype=torch.float64),
+            torch.randn(6, 2, generator=generator, dtype=torch.float64))
+    op = FeatureHessianOperator(model, nn.functional.mse_loss, (X, y), "0")
+    Z = model[0](X)
+    torch.testing.assert_close(op._feature0, Z)  # before the in-place ReLU
+    reference = torch.autograd.functional.hessian(
+        lambda z: nn.functional.mse_loss(model[2](torch.relu(z.reshape(6, 4))), y), Z.reshape(-1))
+    torch.testing.assert_close(op.to_dense(), reference, rtol=1e-12, atol=1e-14)
+
+
+def test_a_loss_cut_off_from_the_feature_is_refused_and_a_one_column_feature_has_blocks():
+    model = make_mlp(2)
+    X = torch.randn(5, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    y = torch.randn(5, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    cut = FeatureHessianOperator(model, lambda out, t: nn.functional.mse_loss(out.detach(), t), (X, y), "1")
+    with pytest.raises(ValueError, match="does not depend on the output"):
+        cut @ torch.ones(20, dtype=torch.float64)
+    column = nn.Sequential(nn.Linear(3, 2), nn.Tanh(), nn.Linear(2, 1), nn.Flatten(0)).double()
+    op = FeatureHessianOperator(column, nn.functional.mse_loss, (X, y[:, 0]), "3")  # Z = the (5,) predictions
+    torch.testing.assert_close(op.block_diagonal(), torch.full((5, 1, 1), 2 / 5, dtype=torch.float64))

@@ -30,15 +30,16 @@ _IO = ("output", "input")
 
 class FeatureHessianOperator(SymmetricOperator):
     """∇²_Z L on one batch (X, y), Z the `io` ("output" or "input": its first positional argument) of the module named
-    `feature` (a name from `model.named_modules()`), at the model's parameters or at `at` (a flat vector of the
-    parameters that require grad, as `FunctionalLoss`). The model is not modified: the feature is read and replaced
-    by hooks on a copy. `loss_fn` must average over the batch, as for the other curvature operators."""
+    `feature` (a name from `model.named_modules()`), at the model's parameters or at `at` (a flat vector of all
+    its parameters, frozen ones included, in `model.named_parameters()` order). The model is not modified: the
+    feature is read and replaced by hooks on a copy. `loss_fn` must average over the batch, as for the other
+    curvature operators."""
 
     name = "feature Hessian"
 
     def __init__(self, model: torch.nn.Module, loss_fn: Callable, data, feature: str, *, io: str = "output",
                  at=None):
-        self.objective = FunctionalLoss(model, loss_fn, data, at=at)
+        self.objective = FunctionalLoss(model, loss_fn, data, at=at, parameters=lambda name, parameter: True)
         if not self.objective.data.cacheable:
             raise ValueError("the Hessian with respect to a feature is taken on one batch, whose rows make up Z; pass "
                              "data as one (X, y)")
@@ -70,8 +71,9 @@ class FeatureHessianOperator(SymmetricOperator):
         if not isinstance(value, torch.Tensor) or not value.is_floating_point():
             raise TypeError(f"the {self.io} of module {self.feature!r} is a {type(value).__name__}, not a floating "
                             f"tensor; pick a module whose {self.io} is one tensor")
-        self._seen.append(value)
-        return value if self._replacement is None else self._replacement
+        self._seen.append(value.detach().clone())  # a copy: an in-place op after the module (ReLU(inplace=True),
+        # a residual +=) would change the live tensor, and would refuse to run on the leaf Z itself
+        return value if self._replacement is None else self._replacement.clone()
 
     def _output_hook(self, module, args, output):
         return self._take(output)
@@ -117,7 +119,12 @@ class FeatureHessianOperator(SymmetricOperator):
         if self._product is None:
             Z = self._feature0.clone().requires_grad_(True)
             with torch.enable_grad():
-                gradient = torch.autograd.grad(self._run(Z)[1], Z, create_graph=True)[0]
+                loss = self._run(Z)[1]
+                if not loss.requires_grad:
+                    raise ValueError(f"the loss does not depend on the {self.io} of {self.feature!r} through "
+                                     "autograd (is the rest of the forward pass under torch.no_grad or detached?)")
+                gradient = torch.autograd.grad(loss, Z, create_graph=True, allow_unused=True,
+                                               materialize_grads=True)[0]
             if not gradient.requires_grad:  # the loss is linear in Z: its Hessian is zero
                 self._product = torch.zeros_like
             else:
@@ -131,7 +138,7 @@ class FeatureHessianOperator(SymmetricOperator):
         """The N row blocks (N, D, D) of ∇²_Z L, D the feature size per row, from D products; only for rows that do
         not interact (the blocks off the diagonal are then zero)."""
         rows = self._feature0.shape[0] if self._feature0.ndim else 0
-        if self._feature0.ndim < 2 or rows != self._X.shape[0]:
+        if rows != self._X.shape[0]:
             raise ValueError(f"the feature has shape {self.feature_shape}, not one row per row of X ({self._X.shape[0]}"
                              "); its Hessian has no row blocks")
         if self._rows_interact:

@@ -36,8 +36,8 @@ class InverseOperator(SymmetricOperator):
     (num_terms + 1 terms of the series; it converges when A + λI is positive definite with eigenvalues below
     2/`scale`, and `scale` defaults to 1/λ_max(A + λI) after checking by Lanczos that λ_min(A + λI) > 1e-6 λ_max,
     the resolution of its tolerance).
-    `tol` (default 1e-8 in float64, 1e-5 in float32 and below; at least 10 eps of the operator's dtype, the floor
-    of a residual computed in it): every CG column must end with ‖(A + λI)x − b‖ <= tol·‖b‖ (checked with one
+    `tol` (default 1e-8 in float64, else the larger of 1e-5 and 10 eps; at least 10 eps of the operator's dtype,
+    the floor of a residual computed in it): every CG column must end with ‖(A + λI)x − b‖ <= tol·‖b‖ (checked with one
     more product per column, refined by re-solving for the residual up to 3 times; a RuntimeError says when it
     still did not); LSMR stops
     at ‖r‖ <= tol(‖b‖ + ‖A + λI‖‖x‖) or, for an inconsistent system, ‖(A + λI)r‖ <= tol‖A + λI‖‖r‖ (its atol =
@@ -62,7 +62,7 @@ class InverseOperator(SymmetricOperator):
         if not (_is_real(damping) and math.isfinite(damping) and damping >= 0):
             raise ValueError(f"damping must be a finite number >= 0, got {damping!r}")
         floor = 10 * torch.finfo(op.dtype).eps
-        tol = (1e-8 if op.dtype == torch.float64 else 1e-5) if tol is None else tol
+        tol = (1e-8 if op.dtype == torch.float64 else max(1e-5, floor)) if tol is None else tol
         if not (_is_real(tol) and 0 < tol < 1):
             raise ValueError(f"tol must be a relative residual in (0, 1), got {tol!r}")
         if tol < floor:
