@@ -18,6 +18,22 @@ def make_mlp(seed: int = 0) -> nn.Module:
     return nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2)).double()
 
 
+class _WithUnused(nn.Module):
+    """A tanh layer 3 -> 2 (8 parameters) and a 5 -> 5 layer (30) that forward never calls."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.used, self.unused = nn.Linear(3, 2), nn.Linear(5, 5)
+
+    def forward(self, x):
+        return torch.tanh(self.used(x))
+
+
+def make_with_unused() -> nn.Module:
+    return _WithUnused().double()
+
+
 @pytest.fixture(params=["mse", "cross_entropy"])
 def problem(request):
     """A 3-4-2 tanh MLP (P = 26) on 11 rows, with MSE on real targets or cross-entropy on two classes."""

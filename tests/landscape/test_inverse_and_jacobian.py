@@ -20,7 +20,7 @@ from nnlift.landscape import (
     xtrace,
 )
 
-from .conftest import dense_hessian, make_mlp
+from .conftest import dense_hessian, make_mlp, make_with_unused
 
 
 def _data(seed=1, n=11):
@@ -211,18 +211,8 @@ def test_float32_operators_get_a_reachable_default_tolerance():
         InverseOperator(G, 0.1, tol=1e-8)
 
 
-class _WithUnused(nn.Module):
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(0)
-        self.used, self.unused = nn.Linear(3, 2), nn.Linear(5, 5)
-
-    def forward(self, x):
-        return torch.tanh(self.used(x))
-
-
 def test_parameters_the_output_ignores_are_refused_by_the_curvlinops_operators():
-    model, (X, y) = _WithUnused().double(), _data()
+    model, (X, y) = make_with_unused(), _data()
     for make in (lambda: KFACOperator(model, nn.functional.mse_loss, (X, y)),
                  lambda: MCFisherOperator(model, nn.functional.mse_loss, (X, y)),
                  lambda: JacobianOperator(model, X)):

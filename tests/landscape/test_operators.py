@@ -18,6 +18,8 @@ from nnlift.landscape import (
     unflatten,
 )
 
+from .conftest import make_with_unused
+
 OPERATORS = {"hessian": HessianOperator, "gauss_newton": GaussNewtonOperator, "fisher": EmpiricalFisherOperator}
 
 
@@ -163,19 +165,9 @@ def test_the_fast_finiteness_check_agrees_with_isfinite_even_when_the_sum_overfl
     assert all_finite(tensor) is finite is bool(torch.isfinite(tensor).all())
 
 
-class _WithUnused(nn.Module):
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(0)
-        self.used, self.unused = nn.Linear(3, 2), nn.Linear(5, 5)
-
-    def forward(self, x):
-        return torch.tanh(self.used(x))
-
-
 def test_a_parameter_the_loss_ignores_has_zero_hessian_rows_for_one_vector_and_a_block(problem, dense):
     """Regression: the single-vector autograd path raised on an unused parameter while the block path gave zeros."""
-    model = _WithUnused().double()
+    model = make_with_unused()
     X, y = problem.X, torch.randn(11, 2, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
     op = HessianOperator(model, nn.functional.mse_loss, (X, y))
     full = torch.zeros(38, 38, dtype=torch.float64)

@@ -26,7 +26,25 @@ _NEUMANN_TOL = 1e-6  # the Lanczos tolerance of the Neumann scale's two ends; a 
 # is not resolved from 0 (ARPACK found 1e-6 instead of the zero eigenvalue of a rank-deficient Gauss-Newton matrix)
 
 
-class InverseOperator(SymmetricOperator):
+class _OfOperator(SymmetricOperator):
+    """An operator built on another, `op`, with its shape, dtype and device."""
+
+    op: SymmetricOperator
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.op.shape
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.op.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.op.device
+
+
+class InverseOperator(_OfOperator):
     """(A + `damping`·I)⁻¹ for a symmetric nnlift operator A (Hessian, Gauss-Newton, Fisher, K-FAC, ...), applied
     by a matrix-free solver; `inverse @ b` solves (A + λI) x = b column by column.
 
@@ -114,18 +132,6 @@ class InverseOperator(SymmetricOperator):
                              "series cannot converge; use method='lsmr' or more damping")
         return 1.0 / top
 
-    @property
-    def shape(self) -> tuple[int, int]:
-        return self.op.shape
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.op.dtype
-
-    @property
-    def device(self) -> torch.device:
-        return self.op.device
-
     def _matmat(self, V: torch.Tensor) -> torch.Tensor:
         with warnings.catch_warnings():  # GPyTorch warns at its iteration cap; the check below says more
             warnings.simplefilter("ignore")
@@ -170,23 +176,11 @@ class InverseOperator(SymmetricOperator):
         return self._relative_residuals(B, self @ B).double().cpu().numpy()
 
 
-class _Shifted(SymmetricOperator):
+class _Shifted(_OfOperator):
     """A + λI for a symmetric nnlift operator A."""
 
     def __init__(self, op: SymmetricOperator, damping: float):
         self.op, self.damping, self.name = op, damping, f"{op.name} + {damping:g} I"
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return self.op.shape
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.op.dtype
-
-    @property
-    def device(self) -> torch.device:
-        return self.op.device
 
     def _matmat(self, V: torch.Tensor) -> torch.Tensor:
         return self.op @ V + self.damping * V
