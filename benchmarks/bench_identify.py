@@ -198,7 +198,10 @@ TASKS = {"identify": run_identify, "backprop": run_backprop, "ladder": run_ladde
 def _worker_init() -> None:
     import torch
 
+    from nnlift.lift import NNLiftWarning
+
     torch.set_num_threads(1)
+    warnings.filterwarnings("ignore", category=NNLiftWarning)  # the ladder's runs spend their budget on purpose
 
 
 def _call(key):

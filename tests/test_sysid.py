@@ -1,10 +1,13 @@
 """System identification: exact Hermite sums, Stein's identity, recovery, design, several outputs, the query log."""
 
+import warnings
+
 import numpy as np
 import pytest
 import scipy.stats
 import torch
 
+from nnlift.lift import NNLiftWarning
 from nnlift.metrics import weight_recovery
 from nnlift.sysid import PILOT_SCALES, HermiteSums, _fold_gram, _leave_one_out, _signal_to_noise, identify
 
@@ -263,8 +266,9 @@ def test_pure_noise_is_never_reported_identified(d, k):
     signals = []
     for seed in range(4):
         rng = np.random.default_rng(100 + seed)
-        _, report = identify(lambda X, rng=rng: rng.standard_normal(len(X)), d, k, budget=12_000, batch_size=500,
-                             random_state=seed, finetune=False, verbose=0)
+        with pytest.warns(NNLiftWarning, match="without confirming the network.*standard errors from zero"):
+            _, report = identify(lambda X, rng=rng: rng.standard_normal(len(X)), d, k, budget=12_000,
+                                 batch_size=500, random_state=seed, finetune=False, verbose=0)
         assert report.stopping_reason == "budget"
         signals += [entry["signal"] for entry in report.history]
     threshold = report.signal_threshold
@@ -277,7 +281,9 @@ def test_pure_noise_is_never_reported_identified(d, k):
 
 def test_the_signal_of_a_real_network_passes_and_is_reported():
     system, *_ = _planted(5, 2, noise=0.05, seed=2)
-    model, report = identify(system, 5, 2, budget=20_000, batch_size=500, random_state=0, verbose=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", NNLiftWarning)  # an identified network is not warned about
+        model, report = identify(system, 5, 2, budget=20_000, batch_size=500, random_state=0, verbose=0)
     assert report.stopping_reason == "identified"
     assert report.signal >= report.signal_threshold == pytest.approx(scipy.stats.norm.isf(0.01 / (2 * 40)))
     assert "standard errors from zero" in str(report)

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import json
 import numbers
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -60,6 +61,7 @@ from ._io import atomic_write, write_json
 from ._progress import ProgressReport
 from ._training import TwoLayerParams, predict_two_layer, train_two_layer
 from .activations import get_activation
+from .lift.estimator import NNLiftWarning
 from .lift.first_layer import choose_order
 from .lift.output_layer import hidden_features
 from .lift.scale_bias import fit_scale_bias
@@ -361,6 +363,8 @@ def identify(system, n_features: int, n_hidden: int, *, activation: str = "tanh"
                                   signal=history[-1]["signal"] if history else float("nan"),
                                   signal_threshold=threshold,
                                   congruence=history[-1]["congruence"] if history else float("nan"))
+    if reason == "budget":
+        warnings.warn(NNLiftWarning(_unconfirmed_message(report, budget, tolerance)), stacklevel=2)
     X_fit, Y_fit = run.kept(scale, fit_rows)
     params, report.finetuned = _network(X_fit / scale, Y_fit, directions, activation, finetune, max_iter,
                                         random_state)
@@ -368,6 +372,22 @@ def identify(system, n_features: int, n_hidden: int, *, activation: str = "tanh"
                             params.coef[:, 0] if params.coef.shape[1] == 1 else params.coef,
                             float(params.intercept[0]) if np.size(params.intercept) == 1 else params.intercept)
     return IdentifiedNetwork(params, activation, report), report
+
+
+def _unconfirmed_message(report: IdentificationReport, budget: int, tolerance: float) -> str:
+    """Why a budget stop is not an identification, and what to do."""
+    unmet = []
+    if min(report.confidence) < tolerance:
+        unmet.append(f"the halves' directions agree only to a predicted |cos| of {min(report.confidence):.3f} < "
+                     f"tolerance {tolerance}")
+    if not report.signal >= report.signal_threshold:
+        unmet.append(f"the weakest neuron's weight is {report.signal:.2g} standard errors from zero < "
+                     f"{report.signal_threshold:.2g}")
+    if report.congruence <= DEGENERATE_CONGRUENCE:
+        unmet.append(f"two neurons' terms nearly cancel (congruence {report.congruence:.2f})")
+    return (f"identify spent its budget of {budget:,} queries without confirming the network ("
+            + "; ".join(unmet or ["the last check did not pass"]) + "): the returned network fits the queries but "
+            "is not identified. Raise the budget, or check n_hidden and the activation; model.report_ says more")
 
 
 def _moment_order(activation: str, order, d: int) -> int:
