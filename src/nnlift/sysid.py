@@ -53,6 +53,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import scipy.special
 import scipy.stats
 import torch
 from sklearn.base import RegressorMixin
@@ -557,12 +558,6 @@ def _signal_threshold(checks: int, level: float = 0.01) -> float:
     return float(scipy.stats.norm.isf(level / (2 * max(checks, 1))))
 
 
-def _hermite(u: np.ndarray, order: int) -> np.ndarray:
-    """The probabilists' Hermite polynomial He_3 or He_4 of a scalar projection: He_m(z)(a, ..., a) = He_m(a^T z) for
-    a unit vector a."""
-    return u**3 - 3 * u if order == 3 else u**4 - 6 * u**2 + 3
-
-
 def _cross_fitted_signal(moments: list[np.ndarray], rows: list[int], directions: list[np.ndarray], Z: np.ndarray,
                          Y: np.ndarray) -> tuple[float, float]:
     """The smallest |z| over neurons and both cross-fits of a neuron's joint least-squares weight: half h's unit
@@ -586,7 +581,8 @@ def _cross_fitted_signal(moments: list[np.ndarray], rows: list[int], directions:
         own_weights = inverse @ own_rhs.T  # (k, p)
         mix = own_weights.T / np.maximum(np.linalg.norm(own_weights, axis=1), np.finfo(float).tiny)  # (p, k)
         estimate = np.diag(inverse @ other_rhs.T @ mix)
-        per_query = (centred @ mix) * (_hermite(Z @ A, order) @ inverse.T)
+        # He_m(z)(a, ..., a) = He_m(a^T z) for a unit a: the scalar probabilists' Hermite polynomial
+        per_query = (centred @ mix) * (scipy.special.eval_hermitenorm(order, Z @ A) @ inverse.T)
         stderr = np.sqrt(per_query.var(axis=0, ddof=1) / n_other)
         smallest = min(smallest, float(np.min(np.abs(estimate) / np.maximum(stderr, np.finfo(float).tiny))))
         pairs = (A.T @ A) ** order * (mix.T @ mix)
