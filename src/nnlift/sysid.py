@@ -13,24 +13,27 @@ x = s z, z ~ N(0, I); in z the score is the Hermite tensor He_m(z) exactly, and 
    SNR is not significantly below the best one is used (a jackknife test over the folds; `_pilot` says why the
    large scale is the default) and its pilot queries are kept. The order is the activation's.
 2. Sequential queries: batches go alternately to two halves whose moment sums (`HermiteSums`) grow by addition, so
-   old queries are never re-read. After each batch both halves are decomposed (coupled CP over every output,
-   `nnlift.tensor.coupled_cp`, from a random start and warm-started at the previous check's factors, the lower
-   residual kept). Each half's estimate errs by ~sqrt(2) times the angle of the estimate from all queries, so two
-   independent halves differ by ~2 times it: the reported direction's predicted |cos| to the truth is
-   cos(theta_12 / 2), theta_12 the matched angle between the halves, a point prediction (not a bound: the ratio of
-   the two errors' norms scatters around 1/2). Identification stops when that confidence reaches `tolerance` for
-   every neuron and every neuron's weight is significantly non-zero, or when the budget is spent. Agreement alone
-   is not evidence: at small d two halves of pure noise agree by chance (d = 1: always). The significance test is
-   cross-fitted, so it holds whatever the system: each half's directions A (and output mixes) are fixed by that
-   half alone, and the other half's moment gives each neuron's joint least-squares weight G^{-1} T(a_l, ..., a_l)
-   (G = (A^T A)^{∘m}), which has mean zero when the system has no such component, also when other components are
-   correlated with it; its standard error comes from the per-query variance over the most recent queries (up to
-   `_VARIANCE_ROWS`; computing it reads those rows' projections, O(rows d k), not the moment sums). Every neuron's
-   |z| in both directions must pass the Bonferroni level for 1% over all the checks the budget allows
-   (`signal_threshold`; an intersection-union test needs no split over neurons), and no two neurons' terms may
-   nearly cancel (a degenerate decomposition, `DEGENERATE_CONGRUENCE`; two true units whose terms nearly cancel,
-   |cos|^m >= 0.8 with opposite output weights, then stop only at the budget). The directions reported come from
-   the moment of all queries.
+   old queries are never re-read. The sums are of residuals after a control variate, the responses' fit on the
+   Hermite polynomials of degree <= 2 from other queries (`nnlift.hermite_sums`): it leaves the moment's mean
+   unchanged and divides its variance by ~10 on relu networks. Each half's control uses only that half's queries (the
+   pilot's folds: only their half's other folds), so the halves stay independent. After each batch both halves are
+   decomposed (coupled CP over every output, `nnlift.tensor.coupled_cp`, from a random start and warm-started at the
+   previous check's factors, the lower residual kept). Each half's estimate errs by ~sqrt(2) times the angle of the
+   estimate from all queries, so two independent halves differ by ~2 times it: the reported direction's predicted
+   |cos| to the truth is cos(theta_12 / 2), theta_12 the matched angle between the halves, a point prediction (not a
+   bound: the ratio of the two errors' norms scatters around 1/2). Identification stops when that confidence reaches
+   `tolerance` for every neuron and every neuron's weight is significantly non-zero, or when the budget is spent.
+   Agreement alone is not evidence: at small d two halves of pure noise agree by chance (d = 1: always). The
+   significance test is cross-fitted, so it holds whatever the system: each half's directions A (and output mixes)
+   are fixed by that half alone, and the other half's moment gives each neuron's joint least-squares weight G^{-1}
+   T(a_l, ..., a_l) (G = (A^T A)^{∘m}), which has mean zero when the system has no such component, also when other
+   components are correlated with it; its standard error comes from the per-query variance over the most recent
+   queries (up to `_VARIANCE_ROWS`; computing it reads those rows' projections, O(rows d k), not the moment sums).
+   Every neuron's |z| in both directions must pass the Bonferroni level for 1% over all the checks the budget allows
+   (`signal_threshold`; an intersection-union test needs no split over neurons), and no two neurons' terms may nearly
+   cancel (a degenerate decomposition, `DEGENERATE_CONGRUENCE`; two true units whose terms nearly cancel, |cos|^m >=
+   0.8 with opposite output weights, then stop only at the budget). The directions reported come from the moment of
+   all queries.
 3. The network: scale and bias per neuron by least squares (`nnlift.lift.scale_bias`), the output layer by least
    squares, then fine-tuned by the shared training loop and kept only if the tuned network does better on held-out
    queries; all on the first `fit_rows` queries at the design's scale and the pilot's queries at the other scales.
@@ -62,12 +65,13 @@ from ._io import atomic_write, write_json
 from ._progress import ProgressReport
 from ._training import TwoLayerParams, predict_two_layer, train_two_layer
 from .activations import get_activation
+from .hermite_sums import HermiteSums, LowOrderFit
 from .lift.estimator import NNLiftWarning
 from .lift.first_layer import choose_order
 from .lift.output_layer import hidden_features
 from .lift.scale_bias import fit_scale_bias
 from .metrics import weight_recovery
-from .tensor._multilinear import contract_dense, khatri_rao
+from .tensor._multilinear import contract_dense
 from .tensor.coupled import coupled_cp
 
 __all__ = ["identify", "IdentifiedNetwork", "IdentificationReport", "HermiteSums", "MAX_DENSE_DIM",
@@ -80,7 +84,6 @@ _PILOT_FOLDS = 8
 _CHECK_TOL = 1e-8
 _FINETUNE_RELATIVE_TOL = 1e-8
 _VALIDATION_SHARE = 0.2
-_CHUNK_ROWS = 2_048
 # the signal test's per-query variance comes from up to this many recent queries: y He_m(a^T z) is heavy-tailed
 # (kurtosis ~ 280 at m = 3), and one batch of 500 underestimated it (median ratio 0.58 at m = 4)
 _VARIANCE_ROWS = 20_000
@@ -151,62 +154,6 @@ class IdentifiedNetwork(RegressorMixin):
             raise ValueError("X contains NaN or inf")
         params = TwoLayerParams(self.first_layer_, self.bias_, self.coef_, self.intercept_)
         return predict_two_layer(params, X, self.activation)
-
-
-class HermiteSums:
-    """Additive sums over queries z ~ N(0, I) for the centred Hermite moments E[(y_j - mean y_j) He_m(z)].
-
-    Kept for u = (1, y_1, ..., y_p): sum u, sum u z^{⊗m} and the lower sum the Hermite correction needs (sum u z for
-    m = 3, sum u z z^T for m = 4). He_3(z) = z^{⊗3} - sym(z ⊗ I) and He_4(z) = z^{⊗4} - sym(z z^T ⊗ I) +
-    sym(I ⊗ I); the constant column's Hermite mean (0 in expectation) is subtracted with weight mean(y_j), a control
-    variate.
-    """
-
-    def __init__(self, d: int, n_outputs: int, order: int):
-        if order not in (3, 4):
-            raise ValueError(f"order must be 3 or 4, got {order}")
-        self.d, self.order, self.n = d, order, 0
-        width = n_outputs + 1
-        self.count = np.zeros(width)
-        self.top = np.zeros((width * d ** (order // 2), d ** (order - order // 2)))
-        self.lower = np.zeros((width,) + (d,) * (order - 2))
-
-    def add(self, Z: np.ndarray, Y: np.ndarray) -> None:
-        """Add the queries Z (n, d) in the design's z units with responses Y (n, p)."""
-        for begin in range(0, len(Z), _CHUNK_ROWS):
-            z = Z[begin:begin + _CHUNK_ROWS]
-            u = np.column_stack([np.ones(len(z)), Y[begin:begin + _CHUNK_ROWS]])
-            pairs = khatri_rao([z.T, z.T]).T  # (n, d^2), row i = z_i ⊗ z_i
-            lead = z if self.order == 3 else pairs  # z^{⊗m} = lead ⊗ pairs
-            # one BLAS product: (u ⊗ lead)^T (pairs), i.e. sum_i u_i z_i^{⊗m} for every column of u
-            self.top += (u[:, :, None] * lead[:, None, :]).reshape(len(z), -1).T @ pairs
-            self.lower += (u.T @ (z if self.order == 3 else pairs)).reshape(self.lower.shape)
-            self.count += u.sum(axis=0)
-        self.n += len(Z)
-
-    def __add__(self, other: HermiteSums) -> HermiteSums:
-        total = HermiteSums(self.d, len(self.count) - 1, self.order)
-        total.top, total.lower = self.top + other.top, self.lower + other.lower
-        total.count, total.n = self.count + other.count, self.n + other.n
-        return total
-
-    def moments(self) -> np.ndarray:
-        """(p, d, ..., d): the centred Hermite moment of every output."""
-        d, m = self.d, self.order
-        top = self.top.reshape((-1,) + (d,) * m) / self.n
-        lower, mean_u = self.lower / self.n, self.count / self.n
-        eye = np.eye(d)
-        if m == 3:
-            hermite = top - (np.einsum("wi,jk->wijk", lower, eye) + np.einsum("wj,ik->wijk", lower, eye)
-                             + np.einsum("wk,ij->wijk", lower, eye))
-        else:
-            pairs = sum(np.einsum(f"w{a}{b},{c}{e}->wijkl", lower, eye)
-                        for a, b, c, e in ("ijkl", "ikjl", "iljk", "jkil", "jlik", "klij"))
-            identity = (np.einsum("ij,kl->ijkl", eye, eye) + np.einsum("ik,jl->ijkl", eye, eye)
-                        + np.einsum("il,jk->ijkl", eye, eye))
-            hermite = top - pairs + mean_u[:, None, None, None, None] * identity
-        output_means = mean_u[1:] / mean_u[0]
-        return hermite[1:] - output_means.reshape((-1,) + (1,) * m) * hermite[:1]
 
 
 def _fold_gram(folds: list[HermiteSums]) -> np.ndarray:
@@ -438,6 +385,7 @@ class _Run:
         self.index = self.queries = self.replayed = 0
         self.budget = 0
         self.saved: dict[float, list] = {}
+        self.residuals: dict[float, list] = {}  # per batch of `saved`: the residuals its moment sums were given
         self.progress = None
         self.lowest = self.highest = None
 
@@ -469,14 +417,15 @@ class _Run:
                              "queries so far: there is nothing to identify there")
 
     def recent(self, scale: float, rows: int) -> tuple[np.ndarray, np.ndarray]:
-        """The last `rows` queries at `scale` (pilot ones included) in z units, and their responses."""
+        """The last `rows` queries at `scale` (pilot ones included) in z units, and the residuals their moment sums
+        were given (`HermiteSums.add`)."""
         batches, taken = [], 0
-        for X, Y in reversed(self.saved[scale]):
-            batches.append((X / scale, Y))
-            taken += len(Y)
+        for (X, _), R in zip(reversed(self.saved[scale]), reversed(self.residuals[scale]), strict=True):
+            batches.append((X / scale, R))
+            taken += len(R)
             if taken >= rows:
                 break
-        return np.concatenate([z for z, _ in batches])[:rows], np.concatenate([y for _, y in batches])[:rows]
+        return np.concatenate([z for z, _ in batches])[:rows], np.concatenate([r for _, r in batches])[:rows]
 
     def kept(self, scale: float, rows: int) -> tuple[np.ndarray, np.ndarray]:
         """The first `rows` queries at the design's `scale` and every pilot query at the other scales: the network
@@ -495,7 +444,7 @@ class _Run:
             if halves is None:
                 halves = [HermiteSums(self.d, Y.shape[1], order) for _ in range(2)]
             smaller = 0 if halves[0].n <= halves[1].n else 1
-            halves[smaller].add(Z, Y)
+            self.residuals.setdefault(scale, []).append(halves[smaller].add(Z, Y))
             if min(h.n for h in halves) == 0:
                 continue
             moments = [half.moments() for half in halves]
@@ -530,8 +479,16 @@ def _pilot(run: _Run, order: int, rows: int):
     for scale in PILOT_SCALES:
         Z, Y = run.batch(scale, rows)
         folds = [HermiteSums(run.d, Y.shape[1], order) for _ in range(_PILOT_FOLDS)]
+        stats = [LowOrderFit(run.d, Y.shape[1], order).of(Z[f::_PILOT_FOLDS], Y[f::_PILOT_FOLDS])
+                 for f in range(_PILOT_FOLDS)]
+        # a fold's control is also fitted on the other folds of its half (even or odd folds, `halves` below), so
+        # the halves' sums stay independent
+        parity = [sum(stats[first + 2::2], stats[first]) for first in (0, 1)]
+        residuals = np.empty_like(Y, dtype=np.float64)
         for f, fold in enumerate(folds):
-            fold.add(Z[f::_PILOT_FOLDS], Y[f::_PILOT_FOLDS])
+            others = parity[f % 2] - stats[f]
+            residuals[f::_PILOT_FOLDS] = fold.add(Z[f::_PILOT_FOLDS], Y[f::_PILOT_FOLDS], others=others)
+        run.residuals.setdefault(scale, []).append(residuals)
         gram, counts = _fold_gram(folds), np.array([fold.n for fold in folds], dtype=np.float64)
         table.append({"scale": scale, "order": order, "snr_per_query": _signal_to_noise(gram, counts),
                       "replicates": _leave_one_out(gram, counts), "folds": folds})
@@ -559,19 +516,19 @@ def _signal_threshold(checks: int, level: float = 0.01) -> float:
 
 
 def _cross_fitted_signal(moments: list[np.ndarray], rows: list[int], directions: list[np.ndarray], Z: np.ndarray,
-                         Y: np.ndarray) -> tuple[float, float]:
+                         R: np.ndarray) -> tuple[float, float]:
     """The smallest |z| over neurons and both cross-fits of a neuron's joint least-squares weight: half h's unit
     directions A fix the Gram matrix G = (A^T A)^{∘m} of their rank-one tensors and each neuron's output mix u_i (its
     weights over the outputs in half h's own moment, normalised); the other half's moment gives the weights
     G^{-1} [u_i^T T_j(a_l, ..., a_l)]_l, which are zero for a neuron the system lacks even when the others are
-    correlated with it. The standard error comes from the per-query values (y - mean y) u_i (G^{-1} He_m(A^T z))_i on
-    the most recent queries (Z, Y), so near-collinear directions (a degenerate decomposition) inflate it (module
-    docstring).
+    correlated with it. The standard error comes from the per-query values (r - mean r) u_i (G^{-1} He_m(A^T z))_i on
+    the most recent queries Z, with r their residuals R as the sums were given them (`HermiteSums.add`), so
+    near-collinear directions (a degenerate decomposition) inflate it (module docstring).
     Also returns the smallest signed congruence of two neurons' rank-one terms in either half, cos(a_i, a_j)^m times
     the cosine of their output weights: near -1 the two terms cancel, the mark of a degenerate CP decomposition
     (Krijnen, Dijkstra & Stegeman 2008), which is what asking for more hidden units than the system has gives."""
     order = moments[0].ndim - 1
-    centred = Y - Y.mean(axis=0)
+    centred = R - R.mean(axis=0)
     smallest, congruence = np.inf, 1.0
     for own, other, n_other, A in ((moments[0], moments[1], rows[1], directions[0]),
                                    (moments[1], moments[0], rows[0], directions[1])):
