@@ -420,3 +420,27 @@ def test_more_hidden_units_than_the_system_has_is_not_reported_identified():
                          budget=20_000, batch_size=500, finetune=False, random_state=1, verbose=0)
     assert report.stopping_reason == "budget"
     assert min(entry["congruence"] for entry in report.history) <= -0.8
+
+
+def test_the_pilot_halves_stay_independent_under_the_control():
+    """The chosen scale's halves are the even and odd pilot folds; each fold's control is fitted on its own half's
+    other folds only, so changing the odd folds' responses leaves the even folds' residuals exactly as they were, at
+    every scale."""
+    from nnlift._progress import ProgressReport
+    from nnlift.sysid import _pilot, _QueryLog, _Run, _System
+
+    def residuals_of(perturb):
+        def system(X):
+            y = np.tanh(X @ np.linspace(-1, 1, 4) + 0.2)
+            if perturb:
+                y[1::2] += 5 * np.cos(X[1::2, 0])  # odd rows = odd folds (fold f is rows f::8)
+            return y
+
+        run = _Run(_System(system, 4), 4, 400, _QueryLog(None, {}), random_state=3)
+        with ProgressReport("pilot", len(PILOT_SCALES), verbose=0) as run.progress:
+            _pilot(run, 3, 800)
+        return [run.residuals[scale][0] for scale in PILOT_SCALES]
+
+    for plain, perturbed in zip(residuals_of(False), residuals_of(True), strict=True):
+        np.testing.assert_array_equal(plain[0::2], perturbed[0::2])
+        assert np.abs(plain[1::2] - perturbed[1::2]).max() > 1e-2

@@ -45,18 +45,18 @@ def hermite_norm2(Z: np.ndarray, order: int) -> np.ndarray:
 
 class LowOrderFit:
     """Sufficient statistics of the control g: the weighted least-squares fit of the outputs on the Hermite
-    polynomials of degree <= 2, weights ||He_m(z)||_F, additive over disjoint sets of queries.
+    polynomials of degree <= 2, weights ||He_m(z)||_F^(2 weight_power), additive over disjoint sets of queries.
 
     The control that minimises the trace of the moment's covariance, E[(y - g)^2 ||He_m||^2] (minus ||T||^2, which g
-    does not change), is the fit with weights ||He_m||^2; the plain fit (weights 1) minimises E[(y - g)^2]. The first
-    leans on a few far queries (its effective sample size is 2% of the rows at d = 3, m = 4); the second is large
-    where ||He_m|| is for a response that lives near the origin (a bump), and there raised the moment's variance
-    threefold. The weights ||He_m|| sit between them and gave the smallest error on relu d = 10 and tanh d = 20 and
-    never more than 1.25 times the uncontrolled variance on the bump (measured with each of the three;
-    BENCHMARKS.md, "Control variates")."""
+    does not change), is the fit with weights ||He_m||^2; the plain fit (weights 1) minimises E[(y - g)^2]. The
+    first leans on a few far queries (its effective sample size is 2% of the rows at d = 3, m = 4); the second is
+    large where ||He_m|| is for a response that lives near the origin (a bump), and there raised the moment's
+    variance threefold. The default weights ||He_m|| (weight_power 1/2) sit between them and gave the smallest error
+    on relu d = 10 and tanh d = 20 and never more than 1.25 times the uncontrolled variance on the bump (measured
+    with each of the three; BENCHMARKS.md, "Control variates")."""
 
-    def __init__(self, d: int, n_outputs: int, order: int):
-        self.d, self.order = d, order
+    def __init__(self, d: int, n_outputs: int, order: int, weight_power: float = 0.5):
+        self.d, self.order, self.weight_power = d, order, weight_power
         self.pairs = np.triu_indices(d, 1)
         crosses = len(self.pairs[0]) if 1 + 2 * d + len(self.pairs[0]) <= MAX_CONTROL_FEATURES else 0
         self.sizes = (1, 1 + d, 1 + 2 * d) + ((1 + 2 * d + crosses,) if crosses else ())
@@ -74,15 +74,18 @@ class LowOrderFit:
 
     def of(self, Z: np.ndarray, Y: np.ndarray) -> LowOrderFit:
         """The statistics of the queries (Z, Y) alone."""
-        fit = LowOrderFit(self.d, self.cross.shape[1], self.order)
-        weights = np.sqrt(hermite_norm2(Z, self.order))
+        fit = self._empty()
+        weights = hermite_norm2(Z, self.order) ** self.weight_power
         Phi = fit.features(Z)
         fit.gram, fit.cross = (Phi * weights[:, None]).T @ Phi, (Phi * weights[:, None]).T @ Y
         fit.weight_sums = np.array([weights.sum(), weights @ weights])
         return fit
 
+    def _empty(self) -> LowOrderFit:
+        return LowOrderFit(self.d, self.cross.shape[1], self.order, self.weight_power)
+
     def _combined(self, other: LowOrderFit, sign: int) -> LowOrderFit:
-        total = LowOrderFit(self.d, self.cross.shape[1], self.order)
+        total = self._empty()
         total.gram, total.cross = self.gram + sign * other.gram, self.cross + sign * other.cross
         total.weight_sums = self.weight_sums + sign * other.weight_sums
         return total
@@ -109,14 +112,14 @@ class LowOrderFit:
 
 class HermiteSums:
     """Additive sums over queries z ~ N(0, I) for the centred Hermite moments E[(r_j - mean r_j) He_m(z)] of the
-    responses' residuals r = y - g(z) (module docstring; `control=False`: r = y).
+    responses' residuals r = y - g(z) (module docstring; `control=False`: r = y; `weight_power`: `LowOrderFit`).
 
     Kept for u = (1, r_1, ..., r_p): sum u, sum u z^{⊗m} and the lower sum the Hermite correction needs (sum u z for
     m = 3, sum u z z^T for m = 4). He_3(z) = z^{⊗3} - sym(z ⊗ I) and He_4(z) = z^{⊗4} - sym(z z^T ⊗ I) +
     sym(I ⊗ I); the constant column's Hermite mean (0 in expectation) is subtracted with weight mean(r_j).
     """
 
-    def __init__(self, d: int, n_outputs: int, order: int, control: bool = True):
+    def __init__(self, d: int, n_outputs: int, order: int, control: bool = True, weight_power: float = 0.5):
         if order not in (3, 4):
             raise ValueError(f"order must be 3 or 4, got {order}")
         self.d, self.order, self.n = d, order, 0
@@ -124,7 +127,7 @@ class HermiteSums:
         self.count = np.zeros(width)
         self.top = np.zeros((width * d ** (order // 2), d ** (order - order // 2)))
         self.lower = np.zeros((width,) + (d,) * (order - 2))
-        self.fit = LowOrderFit(d, n_outputs, order) if control else None
+        self.fit = LowOrderFit(d, n_outputs, order, weight_power) if control else None
 
     def add(self, Z: np.ndarray, Y: np.ndarray, others: LowOrderFit | None = None) -> np.ndarray:
         """Add the queries Z (n, d) in the design's z units with responses Y (n, p); returns the residuals summed.
@@ -155,7 +158,7 @@ class HermiteSums:
         return residuals
 
     def __add__(self, other: HermiteSums) -> HermiteSums:
-        total = HermiteSums(self.d, len(self.count) - 1, self.order, control=self.fit is not None)
+        total = HermiteSums(self.d, len(self.count) - 1, self.order, control=False)
         total.top, total.lower = self.top + other.top, self.lower + other.lower
         total.count, total.n = self.count + other.count, self.n + other.n
         if self.fit is not None:
