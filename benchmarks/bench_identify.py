@@ -5,6 +5,8 @@
     OMP_NUM_THREADS=1 python benchmarks/bench_identify.py --parts honest --honest-seeds 20
     OMP_NUM_THREADS=1 python benchmarks/bench_identify.py --parts multi --multi-seeds 5
 
+The moment sums' control variate on its own (error with and without it, and its weights): bench_identify_control.py.
+
 Planted systems y = sum_i c_i sigma(a_i^T x + b_i) + noise: columns a_i random unit directions times the cell's
 weight scale, b_i ~ U(-0.5, 0.5), c_i = ±U(0.5, 1.5), Gaussian noise of sd sigma. A model *succeeds* when
 min |cos| (`weight_recovery(true, model.first_layer_).min`, Hungarian-matched) >= 0.99 AND its excess test error

@@ -86,6 +86,22 @@ def test_controlled_sums_are_the_moment_of_the_cross_fitted_residuals(order, her
     np.testing.assert_allclose(sums.moments(), reference, atol=1e-12)
 
 
+@pytest.mark.parametrize(("rows", "size"), [(30, 1), (60, 4), (200, 7), (3_000, 10)])
+def test_the_control_uses_the_largest_feature_set_its_effective_rows_support(rows, size):
+    """Nested sets (constant; + z_i; + z_i^2 - 1; + z_i z_j), each used only with >= 10 effective rows per feature
+    ((sum w)^2 / sum w^2, w = ||He_m(z)||): few rows fall back to fewer features, never to an under-determined fit."""
+    from nnlift.hermite_sums import LowOrderFit
+
+    rng = np.random.default_rng(7)
+    Z, Z_new = rng.standard_normal((rows, 3)), rng.standard_normal((5, 3))
+    y = (np.sin(Z @ [1.0, 0.5, -0.3]) + Z[:, 0] * Z[:, 1])[:, None]
+    weights = np.sqrt(hermite_norm2(Z, 4))
+    effective = weights.sum() ** 2 / (weights @ weights)
+    assert max(s for s in (1, 4, 7, 10) if effective >= 10 * s) == size
+    fit = LowOrderFit(3, 1, 4).of(Z, y)
+    np.testing.assert_allclose(fit.predict(Z_new), _control_by_hand(Z, y, Z_new, 4, size), atol=1e-9)
+
+
 def test_the_control_removes_a_quadratic_response_exactly():
     """y of degree <= 2 has no moment of order 3 or 4; once the control has enough rows it fits y exactly and the
     sums' moment is zero to rounding, while the plain sums' is only zero in expectation."""

@@ -3,14 +3,13 @@
 By Stein's lemma E[y He_m(z)] = E[∇^m y] (the Stein's-lemma seed; Janzamin, Sedghi & Anandkumar 2015), and because
 Hermite polynomials of different degrees are orthogonal under N(0, I), the moment only sees y's component of degree
 m. Every lower-degree component adds variance and nothing else. For the networks `identify` meets, that is most of
-it: a relu unit's output has 96% of its variance in degrees 0 to 2 (1/2π, 1/4 and 1/4π of E[relu(z)^2] = 1/2). So
+it: 97.7% of E[relu(z)^2] = 1/2 lies in degrees 0 to 2 (1/2π, 1/4 and 1/4π), and 96.7% of its variance. So
 the sums are kept for the residual r = y - g(z), where g is y's least-squares fit on the Hermite polynomials of
 degree <= 2 (1, z_i, z_i^2 - 1, z_i z_j), and E[g He_m] = 0 for m >= 3 leaves the moment's mean unchanged: a control
 variate (Glynn & Szechtman 2002). g is fitted on *other* queries than the ones it is subtracted from (the earlier
 queries of the same sums plus the other half of the batch, two-fold cross-fitting, and optionally queries given by
 the caller), so it is fixed given those rows and the moment stays unbiased; in-sample fitting would bias it by O(1/n).
-On relu d = 10, k = 5 this divides the moment's error variance by about 10 (`benchmarks/bench_identify.py --parts
-control`).
+On relu d = 10, k = 5 this divides the moment's squared error by 15 to 30 (`benchmarks/bench_identify_control.py`).
 """
 
 from __future__ import annotations
