@@ -9,7 +9,8 @@ degree <= 2 (1, z_i, z_i^2 - 1, z_i z_j), and E[g He_m] = 0 for m >= 3 leaves th
 variate (Glynn & Szechtman 2002). g is fitted on *other* queries than the ones it is subtracted from (the earlier
 queries of the same sums plus the other half of the batch, two-fold cross-fitting, and optionally queries given by
 the caller), so it is fixed given those rows and the moment stays unbiased; in-sample fitting would bias it by O(1/n).
-On relu d = 10, k = 5 this divides the moment's squared error by 15 to 30 (`benchmarks/bench_identify_control.py`).
+On relu d = 10, k = 5 and softplus at noise 0.05 this divides the moment's squared error by 22 to 29
+(`benchmarks/bench_identify_control.py`).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ class LowOrderFit:
     first leans on a few far queries (its effective sample size is 2% of the rows at d = 3, m = 4); the second is
     large where ||He_m|| is for a response that lives near the origin (a bump), and there raised the moment's
     variance threefold. The default weights ||He_m|| (weight_power 1/2) sit between them and gave the smallest error
-    on relu d = 10 and tanh d = 20 and never more than 1.25 times the uncontrolled variance on the bump (measured
+    on relu d = 10 and tanh d = 20 and lost at most 10% of the uncontrolled SNR on the bump (measured
     with each of the three; BENCHMARKS.md, "Control variates")."""
 
     def __init__(self, d: int, n_outputs: int, order: int, weight_power: float = 0.5):

@@ -15,7 +15,7 @@ x = s z, z ~ N(0, I); in z the score is the Hermite tensor He_m(z) exactly, and 
 2. Sequential queries: batches go alternately to two halves whose moment sums (`HermiteSums`) grow by addition, so
    old queries are never re-read. The sums are of residuals after a control variate, the responses' fit on the
    Hermite polynomials of degree <= 2 from other queries (`nnlift.hermite_sums`): it leaves the moment's mean
-   unchanged and divides its variance by ~10 on relu networks. Each half's control uses only that half's queries (the
+   unchanged and divides its variance by ~20 on relu networks. Each half's control uses only that half's queries (the
    pilot's folds: only their half's other folds), so the halves stay independent. After each batch both halves are
    decomposed (coupled CP over every output, `nnlift.tensor.coupled_cp`, from a random start and warm-started at the
    previous check's factors, the lower residual kept). Each half's estimate errs by ~sqrt(2) times the angle of the
