@@ -413,13 +413,14 @@ def test_the_signal_is_each_neurons_joint_weight_not_its_overlap_with_the_others
     rng = np.random.default_rng(0)
     Z = rng.standard_normal((2_000, 3))
     Y = rng.standard_normal((2_000, 1))
-    signal, congruence = _cross_fitted_signal([T, T], [1_000, 1_000], [A, A], Z, Y)
+    halves = ([(Z[:1_000], Y[:1_000])], [(Z[1_000:], Y[1_000:])])
+    signal, congruence = _cross_fitted_signal([T, T], [A, A], halves)
     assert signal == pytest.approx(0.0, abs=1e-9)
     T2 = T + 1.5 * np.einsum("i,j,k->ijk", a2, a2, a2)[None]
-    signal, congruence = _cross_fitted_signal([T2, T2], [1_000, 1_000], [A, A], Z, Y)
+    signal, congruence = _cross_fitted_signal([T2, T2], [A, A], halves)
     assert signal > 10 and congruence == pytest.approx(0.7**3)  # same-sign weights: the terms add
     T3 = T - 1.5 * np.einsum("i,j,k->ijk", a2, a2, a2)[None]
-    assert _cross_fitted_signal([T3, T3], [1_000, 1_000], [A, A], Z, Y)[1] == pytest.approx(-0.7**3)
+    assert _cross_fitted_signal([T3, T3], [A, A], halves)[1] == pytest.approx(-0.7**3)
 
 
 def test_more_hidden_units_than_the_system_has_is_not_reported_identified():
@@ -439,24 +440,42 @@ def test_more_hidden_units_than_the_system_has_is_not_reported_identified():
 
 
 def test_the_pilot_halves_stay_independent_under_the_control():
-    """The chosen scale's halves are the even and odd pilot folds; each fold's control is fitted on its own half's
-    other folds only, so changing the odd folds' responses leaves the even folds' residuals exactly as they were, at
-    every scale."""
-    from nnlift._progress import ProgressReport
-    from nnlift.sysid import _pilot, _QueryLog, _Run, _System
+    """The halves are the even and odd pilot folds (fold f: rows f::8); each fold's control is fitted on its own
+    half's other folds only, so changing the odd rows' responses leaves the even rows' residuals exactly as they
+    were."""
+    from nnlift.sysid import _pilot_folds
 
-    def residuals_of(perturb):
-        def system(X):
-            y = np.tanh(X @ np.linspace(-1, 1, 4) + 0.2)
-            if perturb:
-                y[1::2] += 5 * np.cos(X[1::2, 0])  # odd rows = odd folds (fold f is rows f::8)
-            return y
+    Z = np.random.default_rng(3).standard_normal((800, 4))
+    y = np.tanh(Z @ np.linspace(-1, 1, 4) + 0.2)[:, None]
+    perturbed = y.copy()
+    perturbed[1::2] += 5 * np.cos(Z[1::2, :1])
+    for order in (3, 4):
+        (_, plain), (_, changed) = _pilot_folds(Z, y, order), _pilot_folds(Z, perturbed, order)
+        np.testing.assert_array_equal(plain[0::2], changed[0::2])
+        assert np.abs(plain[1::2] - changed[1::2]).max() > 1e-2
 
-        run = _Run(_System(system, 4), 4, 400, _QueryLog(None, {}), random_state=3)
-        with ProgressReport("pilot", len(PILOT_SCALES), verbose=0) as run.progress:
-            _pilot(run, 3, 800)
-        return [run.residuals[scale][0] for scale in PILOT_SCALES]
 
-    for plain, perturbed in zip(residuals_of(False), residuals_of(True), strict=True):
-        np.testing.assert_array_equal(plain[0::2], perturbed[0::2])
-        assert np.abs(plain[1::2] - perturbed[1::2]).max() > 1e-2
+def test_the_cross_fitted_z_of_a_missing_neuron_is_standard_normal_after_many_batches():
+    """Review regression: a half's first batches, controlled by a fit on few queries, keep larger residuals in its
+    sums, and a variance from the newest 20k queries only gave var(z) = 2.2 on relu d = 10 after 30k queries. The
+    variance over all the other half's queries keeps a direction the system lacks at N(0, 1)."""
+    from nnlift.sysid import _cross_fitted_scores
+
+    d, k, order = 5, 2, 4
+    net = np.random.default_rng(123)
+    W = net.standard_normal((k, d))
+    W /= np.linalg.norm(W, axis=1, keepdims=True)
+    rng = np.random.default_rng(0)
+    scores = []
+    for _ in range(150):
+        halves, rows = [HermiteSums(d, 1, order) for _ in range(2)], ([], [])
+        for batch in range(24):
+            Z = rng.standard_normal((300, d))
+            y = np.maximum(Z @ W.T + [0.3, -0.2], 0) @ [1.0, -0.8] + 0.05 * rng.standard_normal(300)
+            rows[batch % 2].append((Z, halves[batch % 2].add(Z, y[:, None])))
+        extra = rng.standard_normal(d)
+        A = np.column_stack([W.T, extra / np.linalg.norm(extra)])
+        scores.append(_cross_fitted_scores([h.moments() for h in halves], [A, A], rows)[0][:, -1])
+    scores = np.array(scores)
+    assert 0.75 < scores.var() < 1.3
+    assert np.mean(np.abs(scores) > 2.58) < 0.03

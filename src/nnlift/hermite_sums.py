@@ -104,9 +104,11 @@ class LowOrderFit:
         effective_rows = total ** 2 / squares
         size = max((s for s in self.sizes if effective_rows >= _ROWS_PER_FEATURE * s), default=1)
         gram = self.gram[:size, :size]
-        # a tiny ridge keeps the solve defined when a feature is constant on the rows (e.g. d = 1, two rows)
-        ridge = 1e-12 * np.trace(gram) / size
-        coef = scipy.linalg.solve(gram + ridge * np.eye(size), self.cross[:size], assume_a="pos")
+        # a tiny ridge keeps the solve defined when a feature is constant on the rows (e.g. d = 1, two rows); not on
+        # the constant column, whose shrinkage would leave ~1e-12 of the outputs' offset in every residual
+        ridge = np.full(size, 1e-12 * np.trace(gram) / size)
+        ridge[0] = 0.0
+        coef = scipy.linalg.solve(gram + np.diag(ridge), self.cross[:size], assume_a="pos")
         return self.features(Z)[:, :size] @ coef
 
 
@@ -130,10 +132,12 @@ class HermiteSums:
         self.fit = LowOrderFit(d, n_outputs, order, weight_power) if control else None
 
     def add(self, Z: np.ndarray, Y: np.ndarray, others: LowOrderFit | None = None) -> np.ndarray:
-        """Add the queries Z (n, d) in the design's z units with responses Y (n, p); returns the residuals summed.
+        """Add the queries Z (n, d) in the design's z units with responses Y (n, p) or (n,); returns the residuals
+        summed, (n, p).
 
         Each half of the rows (even, odd) is controlled by the fit on the earlier queries of these sums, the other
         half and `others` (statistics of further queries independent of these rows, e.g. the other folds)."""
+        Y = np.asarray(Y, dtype=np.float64).reshape(len(Z), -1)
         residuals = self._residuals(Z, Y, others) if self.fit is not None else Y
         for begin in range(0, len(Z), _CHUNK_ROWS):
             z = Z[begin:begin + _CHUNK_ROWS]
@@ -158,6 +162,8 @@ class HermiteSums:
         return residuals
 
     def __add__(self, other: HermiteSums) -> HermiteSums:
+        if (self.fit is None) != (other.fit is None):
+            raise ValueError("cannot add sums with a control to sums without one: their residuals differ")
         total = HermiteSums(self.d, len(self.count) - 1, self.order, control=False)
         total.top, total.lower = self.top + other.top, self.lower + other.lower
         total.count, total.n = self.count + other.count, self.n + other.n

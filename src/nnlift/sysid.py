@@ -27,8 +27,8 @@ x = s z, z ~ N(0, I); in z the score is the Hermite tensor He_m(z) exactly, and 
    significance test is cross-fitted, so it holds whatever the system: each half's directions A (and output mixes)
    are fixed by that half alone, and the other half's moment gives each neuron's joint least-squares weight G^{-1}
    T(a_l, ..., a_l) (G = (A^T A)^{∘m}), which has mean zero when the system has no such component, also when other
-   components are correlated with it; its standard error comes from the per-query variance over the most recent
-   queries (up to `_VARIANCE_ROWS`; computing it reads those rows' projections, O(rows d k), not the moment sums).
+   components are correlated with it; its standard error comes from the per-query variance over all the other
+   half's queries (computing it reads their projections, O(rows d k), not the moment sums).
    Every neuron's |z| in both directions must pass the Bonferroni level for 1% over all the checks the budget allows
    (`signal_threshold`; an intersection-union test needs no split over neurons), and no two neurons' terms may nearly
    cancel (a degenerate decomposition, `DEGENERATE_CONGRUENCE`; two true units whose terms nearly cancel, |cos|^m >=
@@ -84,9 +84,6 @@ _PILOT_FOLDS = 8
 _CHECK_TOL = 1e-8
 _FINETUNE_RELATIVE_TOL = 1e-8
 _VALIDATION_SHARE = 0.2
-# the signal test's per-query variance comes from up to this many recent queries: y He_m(a^T z) is heavy-tailed
-# (kurtosis ~ 280 at m = 3), and one batch of 500 underestimated it (median ratio 0.58 at m = 4)
-_VARIANCE_ROWS = 20_000
 
 
 @dataclass
@@ -384,8 +381,9 @@ class _Run:
         self.seed = np.random.SeedSequence().entropy if random_state is None else random_state
         self.index = self.queries = self.replayed = 0
         self.budget = 0
-        self.saved: dict[float, list] = {}
-        self.residuals: dict[float, list] = {}  # per batch of `saved`: the residuals its moment sums were given
+        self.saved: dict[float, list] = {}  # per scale: (Z in z units, Y) of every batch
+        # per half of the sequential sums: (Z, R) of each batch it was given, R the residuals its sums took
+        self.half_rows: tuple[list, list] = ([], [])
         self.progress = None
         self.lowest = self.highest = None
 
@@ -401,7 +399,7 @@ class _Run:
             self.log.write(self.index, scale * Z, Y)
         self.index += 1
         self.queries += len(Y)
-        self.saved.setdefault(scale, []).append((scale * Z, Y))
+        self.saved.setdefault(scale, []).append((Z, Y))
         self._check_not_constant(Y)
         self.progress.advance(f"{self.queries:,} queries")
         return Z, Y
@@ -416,23 +414,12 @@ class _Run:
             raise ValueError(f"output(s) {constant.tolist()} of the system were constant on all {self.queries:,} "
                              "queries so far: there is nothing to identify there")
 
-    def recent(self, scale: float, rows: int) -> tuple[np.ndarray, np.ndarray]:
-        """The last `rows` queries at `scale` (pilot ones included) in z units, and the residuals their moment sums
-        were given (`HermiteSums.add`)."""
-        batches, taken = [], 0
-        for (X, _), R in zip(reversed(self.saved[scale]), reversed(self.residuals[scale]), strict=True):
-            batches.append((X / scale, R))
-            taken += len(R)
-            if taken >= rows:
-                break
-        return np.concatenate([z for z, _ in batches])[:rows], np.concatenate([r for _, r in batches])[:rows]
-
     def kept(self, scale: float, rows: int) -> tuple[np.ndarray, np.ndarray]:
         """The first `rows` queries at the design's `scale` and every pilot query at the other scales: the network
         is fitted over the whole range the pilot probed (s = 0.5 to 4), not only at the design's scale."""
-        parts = [(np.concatenate([x for x, _ in self.saved[scale]])[:rows],
+        parts = [(scale * np.concatenate([z for z, _ in self.saved[scale]])[:rows],
                   np.concatenate([y for _, y in self.saved[scale]])[:rows])]
-        parts += [pair for other, batches in self.saved.items() if other != scale for pair in batches]
+        parts += [(other * z, y) for other, batches in self.saved.items() if other != scale for z, y in batches]
         return np.concatenate([x for x, _ in parts]), np.concatenate([y for _, y in parts])
 
     def sequential(self, scale, order, k, tolerance, halves, threshold):
@@ -444,7 +431,7 @@ class _Run:
             if halves is None:
                 halves = [HermiteSums(self.d, Y.shape[1], order) for _ in range(2)]
             smaller = 0 if halves[0].n <= halves[1].n else 1
-            self.residuals.setdefault(scale, []).append(halves[smaller].add(Z, Y))
+            self.half_rows[smaller].append((Z, halves[smaller].add(Z, Y)))
             if min(h.n for h in halves) == 0:
                 continue
             moments = [half.moments() for half in halves]
@@ -453,8 +440,7 @@ class _Run:
             confidence = _predicted_cosine(weight_recovery(*warm).cosines)
             if confidence.min() >= tolerance:  # the halves agree: check the whole moment's directions too
                 confidence = np.asarray(_directions(halves, k, self.seed, warm)[1])
-            signal, congruence = _cross_fitted_signal(moments, [h.n for h in halves], warm,
-                                                      *self.recent(scale, _VARIANCE_ROWS))
+            signal, congruence = _cross_fitted_signal(moments, warm, self.half_rows)
             history.append({"queries": self.queries, "confidence": float(confidence.min()), "signal": signal,
                             "congruence": congruence})
             if confidence.min() >= tolerance and signal >= threshold and congruence > DEGENERATE_CONGRUENCE:
@@ -478,20 +464,10 @@ def _pilot(run: _Run, order: int, rows: int):
     table = []
     for scale in PILOT_SCALES:
         Z, Y = run.batch(scale, rows)
-        folds = [HermiteSums(run.d, Y.shape[1], order) for _ in range(_PILOT_FOLDS)]
-        stats = [LowOrderFit(run.d, Y.shape[1], order).of(Z[f::_PILOT_FOLDS], Y[f::_PILOT_FOLDS])
-                 for f in range(_PILOT_FOLDS)]
-        # a fold's control is also fitted on the other folds of its half (even or odd folds, `halves` below), so
-        # the halves' sums stay independent
-        parity = [sum(stats[first + 2::2], stats[first]) for first in (0, 1)]
-        residuals = np.empty_like(Y, dtype=np.float64)
-        for f, fold in enumerate(folds):
-            others = parity[f % 2] - stats[f]
-            residuals[f::_PILOT_FOLDS] = fold.add(Z[f::_PILOT_FOLDS], Y[f::_PILOT_FOLDS], others=others)
-        run.residuals.setdefault(scale, []).append(residuals)
+        folds, residuals = _pilot_folds(Z, Y, order)
         gram, counts = _fold_gram(folds), np.array([fold.n for fold in folds], dtype=np.float64)
         table.append({"scale": scale, "order": order, "snr_per_query": _signal_to_noise(gram, counts),
-                      "replicates": _leave_one_out(gram, counts), "folds": folds})
+                      "replicates": _leave_one_out(gram, counts), "folds": folds, "rows": (Z, residuals)})
     best = max(table, key=lambda row: row["snr_per_query"])
     t_quantile = float(scipy.stats.t.ppf(0.95, _PILOT_FOLDS - 1))
     for row in table:
@@ -502,10 +478,28 @@ def _pilot(run: _Run, order: int, rows: int):
     chosen = max((row for row in table if not row["worse_than_best"]), key=lambda row: row["scale"])
     run.progress.log("pilot SNR per query: " + ", ".join(f"s={row['scale']:g}: {row['snr_per_query']:.3g}"
                                                         for row in table))
-    public = [{key: value for key, value in row.items() if key not in ("folds", "replicates")} for row in table]
+    public = [{key: value for key, value in row.items() if key not in ("folds", "replicates", "rows")}
+              for row in table]
     folds = chosen["folds"]
     halves = [sum(folds[2::2], folds[0]), sum(folds[3::2], folds[1])]
+    Z, residuals = chosen["rows"]
+    for half in (0, 1):  # the even folds are the even rows
+        run.half_rows[half].append((Z[half::2], residuals[half::2]))
     return chosen["scale"], public, halves
+
+
+def _pilot_folds(Z: np.ndarray, Y: np.ndarray, order: int) -> tuple[list[HermiteSums], np.ndarray]:
+    """The pilot's `_PILOT_FOLDS` folds of one scale's queries (fold f: rows f, f + F, ...) and the residuals each
+    row was summed with. A fold's control is also fitted on the other folds of its half (the even or the odd folds,
+    which become the two halves), so the halves' sums stay independent."""
+    folds = [HermiteSums(Z.shape[1], Y.shape[1], order) for _ in range(_PILOT_FOLDS)]
+    stats = [LowOrderFit(Z.shape[1], Y.shape[1], order).of(Z[f::_PILOT_FOLDS], Y[f::_PILOT_FOLDS])
+             for f in range(_PILOT_FOLDS)]
+    parity = [sum(stats[first + 2::2], stats[first]) for first in (0, 1)]
+    residuals = np.empty_like(Y, dtype=np.float64)
+    for f, fold in enumerate(folds):
+        residuals[f::_PILOT_FOLDS] = fold.add(Z[f::_PILOT_FOLDS], Y[f::_PILOT_FOLDS], others=parity[f % 2] - stats[f])
+    return folds, residuals
 
 
 def _signal_threshold(checks: int, level: float = 0.01) -> float:
@@ -515,23 +509,33 @@ def _signal_threshold(checks: int, level: float = 0.01) -> float:
     return float(scipy.stats.norm.isf(level / (2 * max(checks, 1))))
 
 
-def _cross_fitted_signal(moments: list[np.ndarray], rows: list[int], directions: list[np.ndarray], Z: np.ndarray,
-                         R: np.ndarray) -> tuple[float, float]:
-    """The smallest |z| over neurons and both cross-fits of a neuron's joint least-squares weight: half h's unit
+def _cross_fitted_signal(moments: list[np.ndarray], directions: list[np.ndarray],
+                         half_rows: tuple[list, list]) -> tuple[float, float]:
+    """The smallest |z| over neurons and both cross-fits (`_cross_fitted_scores`), and the smallest congruence."""
+    scores, congruence = _cross_fitted_scores(moments, directions, half_rows)
+    return float(np.min(np.abs(scores))), congruence
+
+
+def _cross_fitted_scores(moments: list[np.ndarray], directions: list[np.ndarray],
+                         half_rows: tuple[list, list]) -> tuple[np.ndarray, float]:
+    """(2, k) z-scores, one per cross-fit and neuron, of a neuron's joint least-squares weight: half h's unit
     directions A fix the Gram matrix G = (A^T A)^{∘m} of their rank-one tensors and each neuron's output mix u_i (its
     weights over the outputs in half h's own moment, normalised); the other half's moment gives the weights
     G^{-1} [u_i^T T_j(a_l, ..., a_l)]_l, which are zero for a neuron the system lacks even when the others are
-    correlated with it. The standard error comes from the per-query values (r - mean r) u_i (G^{-1} He_m(A^T z))_i on
-    the most recent queries Z, with r their residuals R as the sums were given them (`HermiteSums.add`), so
-    near-collinear directions (a degenerate decomposition) inflate it (module docstring).
+    correlated with it. The standard error comes from the per-query values (r - mean r) u_i (G^{-1} He_m(A^T z))_i
+    over every query of the other half (`half_rows`: its batches' z and the residuals r its sums were given), so
+    near-collinear directions (a degenerate decomposition) inflate it (module docstring). All of them, not a recent
+    window: a half's first batches, controlled by a fit on few queries, keep larger residuals in its sums for good,
+    and a window of the latest queries underestimated the variance (var(z) = 2.2 on relu d = 10 after 30k queries).
     Also returns the smallest signed congruence of two neurons' rank-one terms in either half, cos(a_i, a_j)^m times
     the cosine of their output weights: near -1 the two terms cancel, the mark of a degenerate CP decomposition
     (Krijnen, Dijkstra & Stegeman 2008), which is what asking for more hidden units than the system has gives."""
     order = moments[0].ndim - 1
-    centred = R - R.mean(axis=0)
-    smallest, congruence = np.inf, 1.0
-    for own, other, n_other, A in ((moments[0], moments[1], rows[1], directions[0]),
-                                   (moments[1], moments[0], rows[0], directions[1])):
+    scores, congruence = [], 1.0
+    for own, other, other_rows, A in ((moments[0], moments[1], half_rows[1], directions[0]),
+                                      (moments[1], moments[0], half_rows[0], directions[1])):
+        Z, R = (np.concatenate(parts) for parts in zip(*other_rows, strict=True))
+        centred = R - R.mean(axis=0)
         inverse = np.linalg.pinv((A.T @ A) ** order)
         own_rhs, other_rhs = (np.stack([np.einsum("ij,ij->j", A, contract_dense(t, A)) for t in moment])
                               for moment in (own, other))  # (p, k): T_j(a_l, ..., a_l)
@@ -540,12 +544,12 @@ def _cross_fitted_signal(moments: list[np.ndarray], rows: list[int], directions:
         estimate = np.diag(inverse @ other_rhs.T @ mix)
         # He_m(z)(a, ..., a) = He_m(a^T z) for a unit a: the scalar probabilists' Hermite polynomial
         per_query = (centred @ mix) * (scipy.special.eval_hermitenorm(order, Z @ A) @ inverse.T)
-        stderr = np.sqrt(per_query.var(axis=0, ddof=1) / n_other)
-        smallest = min(smallest, float(np.min(np.abs(estimate) / np.maximum(stderr, np.finfo(float).tiny))))
+        stderr = np.sqrt(per_query.var(axis=0, ddof=1) / len(Z))
+        scores.append(estimate / np.maximum(stderr, np.finfo(float).tiny))
         pairs = (A.T @ A) ** order * (mix.T @ mix)
         if len(pairs) > 1:
             congruence = min(congruence, float(np.min(pairs[~np.eye(len(pairs), dtype=bool)])))
-    return smallest, congruence
+    return np.array(scores), congruence
 
 
 def _decompose(moment: np.ndarray, k: int, seed, warm: np.ndarray | None) -> np.ndarray:

@@ -185,3 +185,51 @@ def test_a_loss_linear_in_the_parameters_has_a_zero_hessian():
     X = torch.randn(6, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     op = HessianOperator(model, lambda out, y: out.mean(), (X, torch.zeros(6)))
     assert float((op @ torch.ones(3, dtype=torch.float64)).abs().max()) == 0.0
+
+
+class _ConvWithUnused(nn.Module):
+    """Conv1d(2, 3, 3) -> tanh -> (optional BatchNorm1d) -> flatten -> Linear(12, 2), and a Linear(4, 4) never
+    called: the first single-vector Hessian product of a convolutional model goes reverse-over-forward on CPU."""
+
+    def __init__(self, batch_norm: bool = False):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv1d(2, 3, 3)
+        self.norm = nn.BatchNorm1d(3) if batch_norm else nn.Identity()
+        self.head, self.unused = nn.Linear(12, 2), nn.Linear(4, 4)
+
+    def forward(self, x):
+        return self.head(torch.flatten(self.norm(torch.tanh(self.conv(x))), 1))
+
+
+@pytest.mark.parametrize("batch_norm", [False, True])
+@pytest.mark.parametrize("loss_fn", [nn.functional.cross_entropy, nn.functional.mse_loss])
+def test_a_convolutional_model_matches_the_dense_hessian_on_the_first_and_later_products(dense, batch_norm, loss_fn):
+    """The first product (reverse-over-forward), the second (the retained double-backward graph) and a block
+    (vmap) agree with the dense Hessian, with zero rows for the parameters forward never uses, also with batch norm
+    in train mode (batch statistics)."""
+    model = _ConvWithUnused(batch_norm).double()
+    generator = torch.Generator().manual_seed(5)
+    X = torch.randn(9, 2, 6, generator=generator, dtype=torch.float64)
+    y = (torch.randint(0, 2, (9,), generator=generator) if loss_fn is nn.functional.cross_entropy
+         else torch.randn(9, 2, generator=generator, dtype=torch.float64))
+    P = sum(p.numel() for p in model.parameters())
+    used = P - 20
+    reference = torch.zeros(P, P, dtype=torch.float64)
+    reference[:used, :used] = dense.hessian(nn.Sequential(model.conv, nn.Tanh(), model.norm, nn.Flatten(),
+                                                          model.head), loss_fn, X, y)
+    before = copy.deepcopy(model.state_dict())
+    op = HessianOperator(model, loss_fn, (X, y))
+    vectors = torch.randn(P, 3, generator=generator, dtype=torch.float64)
+    for column in range(2):
+        torch.testing.assert_close(op @ vectors[:, column], reference @ vectors[:, column], rtol=0, atol=1e-12)
+    torch.testing.assert_close(op @ vectors, reference @ vectors, rtol=0, atol=1e-12)
+    assert float(reference.abs().max()) > 1e-3
+    assert all(torch.equal(value, before[name]) for name, value in model.state_dict().items())
+
+
+def test_a_convolutional_loss_linear_in_the_parameters_has_a_zero_hessian():
+    model = nn.Conv1d(1, 1, 2, bias=False).double()
+    X = torch.randn(6, 1, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    op = HessianOperator(model, lambda out, y: out.mean(), (X, torch.zeros(6)))
+    assert float((op @ torch.ones(2, dtype=torch.float64)).abs().max()) == 0.0

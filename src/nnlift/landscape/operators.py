@@ -43,6 +43,7 @@ from rich.progress import track
 from scipy.sparse.linalg import LinearOperator
 from torch.func import functional_call, grad, grad_and_value, jvp, vjp, vmap
 from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.modules.conv import _ConvNd
 
 __all__ = ["FunctionalLoss", "HessianOperator", "GaussNewtonOperator", "EmpiricalFisherOperator",
            "CurvatureOperator", "SymmetricOperator", "parameter_names", "flatten_params", "unflatten"]
@@ -453,13 +454,17 @@ class CurvatureOperator(SymmetricOperator):
 
 
 class HessianOperator(CurvatureOperator):
-    """The Hessian ∇²L(θ). Products by reverse-over-reverse differentiation (Pearlmutter 1994, Hv = ∇(∇Lᵀv)).
-    A single vector goes through plain autograd: ∇L is built once with `create_graph` and each product is one
-    more backward pass through it (`retain_graph`); a block of vectors goes through `torch.func.vjp` of `grad`,
-    vmapped over the probes. Each is built on its first use. In benchmarks/bench_curvature_peers.py a cold product
-    of one vector cost 3.7–4.5 gradients through torch.func and 2.7–3.6 through autograd (BENCHMARKS.md); for
-    blocks, a one-off probe found autograd's batched grad slower than vmap, hence the split.
-    Forward-over-reverse (`jvp` of `grad`) is no faster on CPU here and fails on batch norm in torch 2.13."""
+    """The Hessian ∇²L(θ). Products Hv = ∇(∇Lᵀv) (Pearlmutter 1994).
+
+    A single vector: ∇L is built once with `create_graph` and each product is one more backward pass through it
+    (`retain_graph`). On CPU the first product of a model with convolutions goes reverse-over-forward instead
+    (autograd's gradient of the `jvp` ∇Lᵀv: one forward pass carrying the tangent, one backward pass through both),
+    which avoids the convolutions' double backward, torch's CPU transposed convolution that loops over the samples.
+    In benchmarks/bench_curvature_peers.py that made a cold product of the digits CNN 2.7–2.9 gradients instead of
+    3.2, while on the MLP the retained graph stays cheaper (2.0–2.2 against 2.5–2.75), as does every warm product
+    (BENCHMARKS.md). Where forward-mode AD lacks a formula, the first product also takes the retained graph. A
+    block of vectors goes through `torch.func.vjp` of `grad`, vmapped over the probes; a one-off probe found
+    autograd's batched grad slower."""
 
     name = "Hessian"
 
@@ -467,11 +472,25 @@ class HessianOperator(CurvatureOperator):
         objective = self.objective
         built: dict[str, Callable] = {}
 
-        def single(v: torch.Tensor) -> torch.Tensor:
-            if "single" not in built:
+        def batch_loss(params):
+            return objective.batch_loss(params, X, y)
+
+        def reverse_over_forward(v: torch.Tensor) -> torch.Tensor | None:
+            params = [t.detach().requires_grad_() for t in objective.unflatten(objective.point)]
+            try:
+                with torch.enable_grad():
+                    directional = jvp(batch_loss, (params,), (objective.unflatten(v),))[1]
+                if not directional.requires_grad:  # the loss is linear in every parameter
+                    return torch.zeros_like(v)
+                return _flat(torch.autograd.grad(directional, params, allow_unused=True, materialize_grads=True))
+            except (NotImplementedError, RuntimeError):
+                return None
+
+        def retained(v: torch.Tensor) -> torch.Tensor:
+            if "retained" not in built:
                 params = [t.detach().requires_grad_() for t in objective.unflatten(objective.point)]
                 with torch.enable_grad():
-                    gradient = torch.autograd.grad(objective.batch_loss(params, X, y), params, create_graph=True,
+                    gradient = torch.autograd.grad(batch_loss(params), params, create_graph=True,
                                                    allow_unused=True, materialize_grads=True)
                 live = [i for i, part in enumerate(gradient) if part.requires_grad]  # others: unused or linear
 
@@ -482,12 +501,23 @@ class HessianOperator(CurvatureOperator):
                     return _flat(torch.autograd.grad([gradient[i] for i in live], params, [parts[i] for i in live],
                                                      retain_graph=True, allow_unused=True, materialize_grads=True))
 
-                built["single"] = product
-            return built["single"](v)
+                built["retained"] = product
+            return built["retained"](v)
+
+        first = [objective.point.device.type == "cpu"
+                 and any(isinstance(module, _ConvNd) for module in objective.model.modules())]
+
+        def single(v: torch.Tensor) -> torch.Tensor:
+            if first[0]:
+                first[0] = False
+                product = reverse_over_forward(v)
+                if product is not None:
+                    return product
+            return retained(v)
 
         def block(V: torch.Tensor) -> torch.Tensor:
             if "block" not in built:
-                _, hvp = vjp(grad(lambda p: objective.batch_loss(p, X, y)), objective.unflatten(objective.point))
+                _, hvp = vjp(grad(batch_loss), objective.unflatten(objective.point))
                 built["block"] = vmap(lambda v: _flat(hvp(objective.unflatten(v))[0]), chunk_size=self.chunk_size)
             return built["block"](V)
 
