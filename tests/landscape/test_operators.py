@@ -233,3 +233,24 @@ def test_a_convolutional_loss_linear_in_the_parameters_has_a_zero_hessian():
     X = torch.randn(6, 1, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     op = HessianOperator(model, lambda out, y: out.mean(), (X, torch.zeros(6)))
     assert float((op @ torch.ones(2, dtype=torch.float64)).abs().max()) == 0.0
+
+
+def test_the_first_product_of_a_convolutional_model_skips_the_transposed_convolution():
+    """The reason for the reverse-over-forward first product: the double backward of a convolution runs torch's CPU
+    transposed convolution (slow_conv_transpose2d in float64), which the first product must not call, while the
+    second (the retained graph) does. A silent fallback to the retained graph would pass every value test."""
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Tanh(), nn.Flatten(), nn.Linear(8, 3)).double()
+    generator = torch.Generator().manual_seed(0)
+    X, y = torch.randn(5, 1, 4, 4, generator=generator, dtype=torch.float64), torch.tensor([0, 1, 2, 0, 1])
+    op = HessianOperator(nn.Sequential(nn.Identity(), model), nn.functional.cross_entropy, (X, y))
+    v = torch.randn(op.shape[0], generator=generator, dtype=torch.float64)
+    calls, products = [], []
+    for _ in range(2):
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            products.append(op @ v)
+        calls.append(sum(event.count for event in prof.key_averages() if "conv_transpose" in event.key))
+    assert calls[0] == 0 and calls[1] > 0
+    torch.testing.assert_close(products[0], products[1], rtol=0, atol=1e-12)

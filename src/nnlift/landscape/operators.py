@@ -44,6 +44,7 @@ from scipy.sparse.linalg import LinearOperator
 from torch.func import functional_call, grad, grad_and_value, jvp, vjp, vmap
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.conv import _ConvNd
+from torch.nn.modules.instancenorm import _InstanceNorm
 
 __all__ = ["FunctionalLoss", "HessianOperator", "GaussNewtonOperator", "EmpiricalFisherOperator",
            "CurvatureOperator", "SymmetricOperator", "parameter_names", "flatten_params", "unflatten"]
@@ -453,6 +454,9 @@ class CurvatureOperator(SymmetricOperator):
         return lambda V: fn(V[0])[None] if V.shape[0] == 1 else batched(V)
 
 
+_NORMALISATIONS = (_BatchNorm, _InstanceNorm, torch.nn.GroupNorm, torch.nn.LayerNorm)
+
+
 class HessianOperator(CurvatureOperator):
     """The Hessian ∇²L(θ). Products Hv = ∇(∇Lᵀv) (Pearlmutter 1994).
 
@@ -460,6 +464,8 @@ class HessianOperator(CurvatureOperator):
     (`retain_graph`). On CPU the first product of a model with convolutions goes reverse-over-forward instead
     (autograd's gradient of the `jvp` ∇Lᵀv: one forward pass carrying the tangent, one backward pass through both),
     which avoids the convolutions' double backward, torch's CPU transposed convolution that loops over the samples.
+    Not with normalisation layers: through batch norm in train mode that product came out wrong, without an error
+    (tests/landscape/test_operators.py).
     In benchmarks/bench_curvature_peers.py that made a cold product of the digits CNN 2.7–2.9 gradients instead of
     3.2, while on the MLP the retained graph stays cheaper (2.0–2.2 against 2.5–2.75), as does every warm product
     (BENCHMARKS.md). Where forward-mode AD lacks a formula, the first product also takes the retained graph. A
@@ -476,7 +482,7 @@ class HessianOperator(CurvatureOperator):
             return objective.batch_loss(params, X, y)
 
         def reverse_over_forward(v: torch.Tensor) -> torch.Tensor | None:
-            params = [t.detach().requires_grad_() for t in objective.unflatten(objective.point)]
+            params = tuple(t.detach().requires_grad_() for t in objective.unflatten(objective.point))
             try:
                 with torch.enable_grad():
                     directional = jvp(batch_loss, (params,), (objective.unflatten(v),))[1]
@@ -504,8 +510,9 @@ class HessianOperator(CurvatureOperator):
                 built["retained"] = product
             return built["retained"](v)
 
-        first = [objective.point.device.type == "cpu"
-                 and any(isinstance(module, _ConvNd) for module in objective.model.modules())]
+        modules = list(objective.model.modules())
+        first = [objective.point.device.type == "cpu" and any(isinstance(m, _ConvNd) for m in modules)
+                 and not any(isinstance(m, _NORMALISATIONS) for m in modules)]
 
         def single(v: torch.Tensor) -> torch.Tensor:
             if first[0]:
