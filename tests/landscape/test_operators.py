@@ -254,3 +254,31 @@ def test_the_first_product_of_a_convolutional_model_skips_the_transposed_convolu
         calls.append(sum(event.count for event in prof.key_averages() if "conv_transpose" in event.key))
     assert calls[0] == 0 and calls[1] > 0
     torch.testing.assert_close(products[0], products[1], rtol=0, atol=1e-12)
+
+
+_CONV_ARCHITECTURES = {
+    "in-place relu": lambda: nn.Sequential(nn.Conv2d(2, 3, 3), nn.ReLU(inplace=True), nn.Flatten(), nn.Linear(48, 3)),
+    "max pool": lambda: nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.Softplus(), nn.MaxPool2d(2), nn.Flatten(),
+                                      nn.Linear(27, 3)),
+    "stride, avg pool": lambda: nn.Sequential(nn.Conv2d(2, 3, 3, stride=2, padding=1), nn.Tanh(), nn.AvgPool2d(3),
+                                              nn.Flatten(), nn.Linear(3, 3)),
+    "dropout in eval": lambda: nn.Sequential(nn.Conv2d(2, 3, 3), nn.GELU(), nn.Dropout(0.5), nn.Flatten(),
+                                             nn.Linear(48, 3)).eval(),
+    "transposed conv": lambda: nn.Sequential(nn.ConvTranspose2d(2, 2, 3), nn.Tanh(), nn.Conv2d(2, 1, 3), nn.Sigmoid(),
+                                             nn.Flatten(), nn.Linear(36, 3)),
+    "groups, dilation": lambda: nn.Sequential(nn.Conv2d(2, 4, 3, groups=2, dilation=2), nn.ELU(), nn.Flatten(),
+                                              nn.Linear(16, 3)),
+}
+
+
+@pytest.mark.parametrize("architecture", list(_CONV_ARCHITECTURES))
+def test_the_reverse_over_forward_first_product_matches_the_dense_hessian_across_conv_layers(dense, architecture):
+    torch.manual_seed(0)
+    model = _CONV_ARCHITECTURES[architecture]().double()
+    generator = torch.Generator().manual_seed(1)
+    X, y = torch.randn(6, 2, 6, 6, generator=generator, dtype=torch.float64), torch.tensor([0, 1, 2, 0, 1, 2])
+    reference = dense.hessian(model, nn.functional.cross_entropy, X, y)
+    op = HessianOperator(model, nn.functional.cross_entropy, (X, y))
+    v = torch.randn(reference.shape[0], generator=generator, dtype=torch.float64)
+    for _ in range(2):  # the first product (reverse-over-forward), then the retained graph
+        torch.testing.assert_close(op @ v, reference @ v, rtol=0, atol=1e-12)
