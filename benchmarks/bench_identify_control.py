@@ -6,7 +6,8 @@ queries in batches of 5,000 (as `identify` adds them) by plain sums and by contr
 (plain least squares), 1/2 (the default, weights ||He_m(z)||) and 1 (weights ||He_m(z)||^2). Reported: the relative
 error ||T_hat - T|| / ||T|| (mean over repetitions; T from 800k controlled queries) and the median min |cos| of the
 moment's CP directions alone (coupled CP from one random start, no fine-tune). A last table is the pilot's SNR per
-query of a response that lives near the origin (tanh damped by a Gaussian bump), where an unweighted control hurts.
+query of a response that lives near the origin (tanh damped by a Gaussian bump), where an unweighted control hurts,
+and the controlled SNR per query at each query scale (80k queries per scale): is a wider design still worth it?
 
     OMP_NUM_THREADS=1 python benchmarks/bench_identify_control.py [--reps 6]
 """
@@ -27,7 +28,7 @@ from nnlift._io import write_json  # noqa: E402
 from nnlift.hermite_sums import HermiteSums, LowOrderFit  # noqa: E402
 from nnlift.lift.first_layer import choose_order  # noqa: E402
 from nnlift.metrics import weight_recovery  # noqa: E402
-from nnlift.sysid import _fold_gram, _signal_to_noise  # noqa: E402
+from nnlift.sysid import _fold_gram, _pilot_folds, _signal_to_noise  # noqa: E402
 from nnlift.tensor.coupled import coupled_cp  # noqa: E402
 
 VARIANTS = {"plain": None, "power 0": 0.0, "power 1/2": 0.5, "power 1": 1.0}
@@ -94,6 +95,19 @@ def bump_snr(scale: float, rows: int = 160_000, folds: int = 8) -> dict:
     return out
 
 
+def scale_snr(cell: str, noise: float, seed: int, rows: int = 80_000, folds: int = 8) -> dict:
+    """The pilot's fold SNR per query of the controlled moment (default weights) at each query scale, with `rows`
+    queries per scale and the pilot's fold layout (`nnlift.sysid._pilot_folds`)."""
+    system = planted(cell, noise, seed)
+    order = _order(CELLS[cell]["activation"])
+    out = {"cell": cell, "noise": noise, "seed": seed}
+    for scale in (1.0, 1.5, 2.0, 3.0, 4.0):
+        Z = np.random.default_rng([seed, int(10 * scale)]).standard_normal((rows, system.first_layer.shape[0]))
+        fold_sums, _ = _pilot_folds(Z, system(scale * Z)[:, None], order)
+        out[scale] = _signal_to_noise(_fold_gram(fold_sums), np.array([f.n for f in fold_sums], dtype=np.float64))
+    return out
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reps", type=int, default=6)
@@ -116,11 +130,17 @@ def main(argv=None) -> None:
     bump = [bump_snr(scale) for scale in (0.5, 1.0, 1.5, 2.0, 3.0, 4.0)]
     table += ["", "| bump, s | SNR per query: " + " / ".join(names) + " |", "|---|---|"]
     table += [f"| {row['scale']:g} | " + " / ".join(f"{row[name]:.4f}" for name in names) + " |" for row in bump]
+    scales = [scale_snr(cell, noise, seed) for cell in ("tanh_d20_k5", "relu_d10_k5") for noise in (0.05, 0.5)
+              for seed in (0, 1)]
+    table += ["", "| cell, noise sd, seed | controlled SNR per query at s = 1 / 1.5 / 2 / 3 / 4 |", "|---|---|"]
+    table += [f"| {row['cell']}, {row['noise']}, {row['seed']} | "
+              + " / ".join(f"{row[s]:.1e}" for s in (1.0, 1.5, 2.0, 3.0, 4.0)) + " |" for row in scales]
     print("\n".join(table))
     wall = time.perf_counter() - started
     command = "OMP_NUM_THREADS=1 python benchmarks/bench_identify_control.py " + " ".join(argv or sys.argv[1:])
     write_json(RESULTS / "identify_control.json", {"command": command, "wall_seconds": wall, "rows": rows,
-                                                   "bump": bump, "table": table})
+                                                   "bump": bump, "scales": [{str(k): v for k, v in row.items()}
+                                                                            for row in scales], "table": table})
     print(f"wall {wall:.0f} s")
 
 
