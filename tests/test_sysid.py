@@ -10,7 +10,15 @@ import torch
 from nnlift.hermite_sums import hermite_norm2
 from nnlift.lift import NNLiftWarning
 from nnlift.metrics import weight_recovery
-from nnlift.sysid import PILOT_SCALES, HermiteSums, _fold_gram, _leave_one_out, _signal_to_noise, identify
+from nnlift.sysid import (
+    PILOT_SCALES,
+    HermiteSums,
+    _fold_gram,
+    _leave_one_out,
+    _network,
+    _signal_to_noise,
+    identify,
+)
 
 
 def _hermite3(z):
@@ -215,6 +223,61 @@ def test_identifies_a_noisy_tanh_network_and_says_so():
     assert np.mean((model.predict(X) - truth) ** 2) < 0.1 * 0.05**2
     assert report.design["kind"] == "auto" and len(report.design["pilot"]) == 6
     assert "identified" in str(report)
+    assert report.start == "moment" and "from the moment's directions" in str(report)
+
+
+def test_random_starts_compete_with_wrong_directions_on_held_out_queries():
+    """`_network` given directions orthogonal to the truth: alone it keeps a wrong network; with random starts a
+    fine-tune from one of them wins on the held-out queries and finds the planted first layer."""
+    system, A, b, C = _planted(6, 2, noise=0.01, seed=4)
+    Z = np.random.default_rng(5).standard_normal((3_000, 6))
+    Y = system(Z)[:, None]
+    wrong = np.linalg.qr(np.eye(6) - A @ np.linalg.pinv(A))[0][:, :2]
+    assert np.abs(A.T @ wrong).max() < 1e-12
+    alone, _, origin_alone = _network(Z, Y, wrong, "tanh", True, 500, 0)
+    rescued, tuned, origin = _network(Z, Y, wrong, "tanh", True, 500, 0, random_starts=3)
+    X = np.random.default_rng(6).standard_normal((5_000, 6))
+    truth = np.tanh(X @ A + b) @ C[:, 0]
+
+    def error(params):
+        return np.mean((np.tanh(X @ params.first_layer + params.bias) @ params.coef[:, 0] + params.intercept[0]
+                        - truth) ** 2)
+
+    assert origin_alone == "moment" and origin.startswith("random-") and tuned
+    assert weight_recovery(A, rescued.first_layer).min > 0.99
+    assert error(rescued) < 0.01 * error(alone)
+
+
+def test_an_unconfirmed_small_budget_returns_a_random_start_when_it_fits_better(monkeypatch):
+    """Regression (bench_identify's tanh d20 k5 ladder, sigma 0.05, seed 1, 1,400 passive queries): the moment's
+    start is rough there and its fine-tune alone ends in a wrong basin; with random starts competing on held-out
+    queries the returned network is the planted one."""
+    import nnlift.sysid
+    from nnlift.activations import get_activation
+    from nnlift.datasets import make_teacher
+
+    teacher = make_teacher(1, 20, 5, "tanh", weight_scale=1.0, random_state=1, bias_range=0.5)
+    tanh = get_activation("tanh")
+
+    def run(random_starts: int):
+        monkeypatch.setattr(nnlift.sysid, "N_RANDOM_STARTS", random_starts)
+        noise = np.random.default_rng([1, 1])
+
+        def system(X):
+            clean = tanh.numpy(X @ teacher.first_layer + teacher.bias) @ teacher.coef
+            return clean + 0.05 * noise.standard_normal(clean.shape)
+
+        with pytest.warns(NNLiftWarning, match="without confirming"):
+            model, report = identify(system, 20, 5, budget=1_400, batch_size=350, design="standard",
+                                     tolerance=0.9999, random_state=1, verbose=0)
+        assert report.stopping_reason == "budget"
+        return weight_recovery(teacher.first_layer, model.first_layer_).min, report
+
+    alone, report_alone = run(0)
+    rescued, report = run(3)
+    assert report_alone.start == "moment" and alone < 0.5
+    assert report.start.startswith("random-") and "random start" in str(report)
+    assert rescued > 0.99
 
 
 def test_the_pilot_prefers_wide_queries_for_a_flat_network():

@@ -63,10 +63,10 @@ from sklearn.base import RegressorMixin
 
 from ._io import atomic_write, write_json
 from ._progress import ProgressReport
-from ._training import TwoLayerParams, predict_two_layer, train_two_layer
+from ._training import TwoLayerParams, predict_two_layer, random_init, train_two_layer
 from .activations import get_activation
 from .hermite_sums import HermiteSums, LowOrderFit
-from .lift.estimator import NNLiftWarning
+from .lift.estimator import N_RANDOM_STARTS, NNLiftWarning
 from .lift.first_layer import choose_order
 from .lift.output_layer import hidden_features
 from .lift.scale_bias import fit_scale_bias
@@ -90,10 +90,12 @@ _VALIDATION_SHARE = 0.2
 class IdentificationReport:
     """What `identify` did: queries used (pilot included), the design, the per-neuron confidence (the predicted |cos|
     of each reported direction to the truth, cos(theta_12 / 2) from the angle between the two halves'), why it
-    stopped ("identified" or "budget"), one entry per check, queries replayed from the log, and whether the
-    fine-tuned network was kept. `signal`: at the last check, the smallest cross-fitted |z| of a neuron's weight
-    (module docstring), which must reach `signal_threshold` for an "identified" stop; `congruence`: the smallest
-    signed congruence of two neurons' terms, which must stay above DEGENERATE_CONGRUENCE (`_cross_fitted_signal`)."""
+    stopped ("identified" or "budget"), one entry per check, queries replayed from the log, whether the
+    fine-tuned network was kept and which start it came from (`start`: "moment", or "random-i" when after a budget
+    stop a fine-tune from a random start did better on held-out queries). `signal`: at the last check, the smallest
+    cross-fitted |z| of a neuron's weight (module docstring), which must reach `signal_threshold` for an
+    "identified" stop; `congruence`: the smallest signed congruence of two neurons' terms, which must stay above
+    DEGENERATE_CONGRUENCE (`_cross_fitted_signal`)."""
 
     queries: int
     design: dict
@@ -105,6 +107,7 @@ class IdentificationReport:
     signal: float = float("nan")
     signal_threshold: float = float("nan")
     congruence: float = float("nan")
+    start: str = "moment"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -127,8 +130,11 @@ class IdentificationReport:
                  *([f"two neurons' terms nearly cancel (congruence {self.congruence:.3f} <= "
                     f"{DEGENERATE_CONGRUENCE}): a degenerate decomposition, as when n_hidden exceeds the system's "
                     "hidden units; try a smaller n_hidden"] if self.congruence <= DEGENERATE_CONGRUENCE else []),
-                 "output layer: " + ("fine-tuned" if self.finetuned else "the start (fine-tuning did not help on "
-                                                                          "held-out queries)")]
+                 "network: " + ("fine-tuned" if self.finetuned else "the start (fine-tuning did not help on "
+                                                                     "held-out queries)")
+                 + (" from the moment's directions" if self.start == "moment" else
+                    f" from a random start ({self.start}), which did better on held-out queries than the moment's "
+                    "directions")]
         return "\n".join(lines)
 
 
@@ -311,8 +317,9 @@ def identify(system, n_features: int, n_hidden: int, *, activation: str = "tanh"
     if reason == "budget":
         warnings.warn(NNLiftWarning(_unconfirmed_message(report, budget, tolerance)), stacklevel=2)
     X_fit, Y_fit = run.kept(scale, fit_rows)
-    params, report.finetuned = _network(X_fit / scale, Y_fit, directions, activation, finetune, max_iter,
-                                        random_state)
+    params, report.finetuned, report.start = _network(X_fit / scale, Y_fit, directions, activation, finetune,
+                                                      max_iter, random_state,
+                                                      random_starts=N_RANDOM_STARTS if reason == "budget" else 0)
     params = TwoLayerParams(params.first_layer / scale, params.bias,
                             params.coef[:, 0] if params.coef.shape[1] == 1 else params.coef,
                             float(params.intercept[0]) if np.size(params.intercept) == 1 else params.intercept)
@@ -590,9 +597,14 @@ def _directions(halves: list[HermiteSums], k: int, seed, warm=(None, None)) -> t
 
 
 def _network(Z: np.ndarray, Y: np.ndarray, directions: np.ndarray, activation: str, finetune: bool,
-             max_iter: int, seed) -> tuple[TwoLayerParams, bool]:
+             max_iter: int, seed, random_starts: int = 0) -> tuple[TwoLayerParams, bool, str]:
     """Scale/bias by least squares on the outputs' first principal combination, the output layer by least squares,
-    then a fine-tune kept only if it lowers the held-out error; in z units, outputs (n, p) in the system's units."""
+    then a fine-tune kept only if it lowers the held-out error; in z units, outputs (n, p) in the system's units.
+
+    `random_starts` > 0 (an unconfirmed stop): that many fine-tunes from LeCun-normal starts compete with the
+    moment's start on the held-out queries, so an unconfirmed identification returns no worse a network than
+    backprop from a random start would on the same queries. Returns the network, whether it is a fine-tune, and
+    which start it came from ("moment" or "random-i")."""
     mean, spread = Y.mean(axis=0), Y.std(axis=0)
     if not np.all(spread > 0):
         raise ValueError(f"output(s) {np.flatnonzero(~(spread > 0)).tolist()} of the system are constant on the "
@@ -607,15 +619,27 @@ def _network(Z: np.ndarray, Y: np.ndarray, directions: np.ndarray, activation: s
     H = np.column_stack([hidden_features(Z[train], first_layer, fitted.bias, activation), np.ones(len(train))])
     solution = np.linalg.lstsq(H, T[train], rcond=None)[0]
     start = TwoLayerParams(first_layer, fitted.bias, solution[:-1], solution[-1])
-    best, tuned_kept = start, False
-    if finetune:
+
+    def held_out_error(params: TwoLayerParams) -> float:
+        return float(np.mean((predict_two_layer(params, Z[held], activation) - T[held]) ** 2))
+
+    def tune(init: TwoLayerParams) -> TwoLayerParams:
         # the training loop's default test (a change of 1e-7 per iteration) ends far from the optimum when the fit
         # is close (the loss of standardised outputs ~ 1e-4 at low noise), so the test is relative to the start's
-        start_loss = float(np.mean((predict_two_layer(start, Z[train], activation) - T[train]) ** 2))
-        tuned, _ = train_two_layer(Z[train], T[train], start, activation, max_iter=max_iter,
-                                   tol=_FINETUNE_RELATIVE_TOL * start_loss, random_state=seed)
-        errors = [np.mean((predict_two_layer(p, Z[held], activation) - T[held]) ** 2) for p in (start, tuned)]
-        if errors[1] < errors[0]:
-            best, tuned_kept = tuned, True
+        init_loss = float(np.mean((predict_two_layer(init, Z[train], activation) - T[train]) ** 2))
+        return train_two_layer(Z[train], T[train], init, activation, max_iter=max_iter,
+                               tol=_FINETUNE_RELATIVE_TOL * init_loss, random_state=seed)[0]
+
+    candidates = [(start, False, "moment")]
+    if finetune:
+        candidates.append((tune(start), True, "moment"))
+        rng = np.random.default_rng(seed)
+        outputs = None if T.shape[1] == 1 else T.shape[1]
+        for i in range(random_starts):
+            init = random_init(Z.shape[1], directions.shape[1], outputs, rng)
+            if outputs is None:
+                init = TwoLayerParams(init.first_layer, init.bias, init.coef[:, None], np.zeros(1))
+            candidates.append((tune(init), True, f"random-{i + 1}"))
+    best, tuned_kept, origin = min(candidates, key=lambda candidate: held_out_error(candidate[0]))
     return TwoLayerParams(best.first_layer, best.bias, best.coef * spread, best.intercept * spread + mean), \
-        tuned_kept
+        tuned_kept, origin

@@ -106,6 +106,23 @@ def test_gradient_loss_and_moved_point(problem):
                                HessianOperator(other, problem.loss_fn, data).to_dense(), rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("as_numpy", [False, True])
+def test_the_point_is_a_copy_of_the_callers_vector(problem, as_numpy):
+    """Reusing the vector passed as `at` must not move the operator: loss, gradient and products stay at the
+    point it was made at."""
+    data = (problem.X, problem.y)
+    theta = FunctionalLoss(problem.model, problem.loss_fn, data).point + 0.3
+    point = theta.numpy() if as_numpy else theta
+    op = HessianOperator(problem.model, problem.loss_fn, data, at=point)
+    reference = HessianOperator(problem.model, problem.loss_fn, data, at=theta.clone())
+    v = torch.linspace(-1, 1, op.shape[0], dtype=torch.float64)
+    point[:] = 0
+    assert op.objective.loss() == reference.objective.loss()
+    torch.testing.assert_close(op @ v, reference @ v, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="one parameter vector"):
+        HessianOperator(problem.model, problem.loss_fn, data, at=torch.zeros(op.shape[0], 2, dtype=torch.float64))
+
+
 def test_numpy_products_and_scipy_operator(problem):
     op = HessianOperator(problem.model, problem.loss_fn, (problem.X, problem.y))
     V = np.random.default_rng(0).standard_normal((26, 3))

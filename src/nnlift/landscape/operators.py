@@ -196,8 +196,11 @@ class FunctionalLoss:
         self.n_params = sum(math.prod(shape) for shape in self.shapes)
         self._fixed = {name: p.detach().clone() for name, p in named.items() if name not in self.names}
         self._buffers = {name: b.detach().clone() for name, b in model.named_buffers()}
-        self.point = (torch.cat([named[name].detach().reshape(-1) for name in self.names]).clone() if at is None
-                      else self.as_vector(at, "at"))
+        self.point = (torch.cat([named[name].detach().reshape(-1) for name in self.names]) if at is None
+                      else self.as_vector(at, "at")).clone()  # a copy: the caller may reuse its vector
+        if self.point.ndim != 1:
+            raise ValueError(f"at must be one parameter vector of shape ({self.n_params},), got "
+                             f"{tuple(self.point.shape)}")
         self.data = _Batches(data, self.dtype, self.device, micro_batch_size)
 
     def as_vector(self, v, name: str = "v") -> torch.Tensor:
