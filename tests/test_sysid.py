@@ -234,8 +234,8 @@ def test_random_starts_compete_with_wrong_directions_on_held_out_queries():
     Y = system(Z)[:, None]
     wrong = np.linalg.qr(np.eye(6) - A @ np.linalg.pinv(A))[0][:, :2]
     assert np.abs(A.T @ wrong).max() < 1e-12
-    alone, _, origin_alone = _network(Z, Y, wrong, "tanh", True, 500, 0)
-    rescued, tuned, origin = _network(Z, Y, wrong, "tanh", True, 500, 0, random_starts=3)
+    alone, _, origin_alone, _ = _network(Z, Y, wrong, "tanh", True, 500, 0)
+    rescued, tuned, origin, structure = _network(Z, Y, wrong, "tanh", True, 500, 0, random_starts=3)
     X = np.random.default_rng(6).standard_normal((5_000, 6))
     truth = np.tanh(X @ A + b) @ C[:, 0]
 
@@ -246,6 +246,7 @@ def test_random_starts_compete_with_wrong_directions_on_held_out_queries():
     assert origin_alone == "moment" and origin.startswith("random-") and tuned
     assert weight_recovery(A, rescued.first_layer).min > 0.99
     assert error(rescued) < 0.01 * error(alone)
+    assert structure["z"] < 5
 
 
 def test_an_unconfirmed_small_budget_returns_a_random_start_when_it_fits_better(monkeypatch):
@@ -379,12 +380,27 @@ def test_a_log_written_with_other_settings_is_refused(tmp_path):
     ({"fit_rows": 3}, "fit_rows=3 is below the 17 weights"),
     ({"fit_rows": -5}, "fit_rows must be a positive integer"),
     ({"budget": 160, "batch_size": 40}, "cannot pay for the pilot"),
+    ({"max_iter": -1}, "max_iter must be a positive integer"),
+    ({"max_iter": 2.5}, "max_iter must be a positive integer"),
+    ({"finetune": "no"}, "finetune must be True or False"),
+    ({"finetune": None}, "finetune must be True or False"),
+    ({"tolerance": "0.9"}, "tolerance must be a number"),
+    ({"pilot_share": None}, "pilot_share must be a number"),
+    ({"random_state": np.random.default_rng(0)}, "random_state must be None or a non-negative integer"),
+    ({"random_state": -1}, "random_state must be None or a non-negative integer"),
 ])
-def test_bad_arguments_get_clear_errors(kwargs, message):
+def test_bad_arguments_get_clear_errors_before_any_query(kwargs, message):
     system, *_ = _planted(6, 2, seed=9)
+    calls = []
+
+    def counted(X):
+        calls.append(len(X))
+        return system(X)
+
     arguments = {"n_features": 6, "n_hidden": 2, "budget": 24_000, "batch_size": 3_000, "verbose": 0} | kwargs
-    with pytest.raises(ValueError, match=message):
-        identify(system, **arguments)
+    with pytest.raises((ValueError, TypeError), match=message):
+        identify(counted, **arguments)
+    assert calls == []
 
 
 @pytest.mark.parametrize(("output", "message"), [
@@ -396,6 +412,95 @@ def test_bad_arguments_get_clear_errors(kwargs, message):
 def test_bad_system_outputs_get_clear_errors(output, message):
     with pytest.raises(ValueError, match=message):
         identify(output, 6, 2, budget=24_000, batch_size=3_000, verbose=0)
+
+
+class _TwoHeads(torch.nn.Module):
+    def forward(self, X):
+        return X[:, 0], X[:, 1]
+
+
+@pytest.mark.parametrize(("output", "message"), [
+    (_TwoHeads(), "returned a tuple"),
+    (lambda X: np.zeros((len(X), 0)), "no outputs"),
+    (lambda X: np.array(["a"] * len(X)), "must be real numbers"),
+    (lambda X: {"y": X[:, 0]}, "returned a dict"),
+])
+def test_outputs_that_are_not_one_real_array_get_clear_type_errors(output, message):
+    with pytest.raises((TypeError, ValueError), match=message):
+        identify(output, 6, 2, budget=24_000, batch_size=3_000, verbose=0)
+
+
+def test_a_bfloat16_module_is_queried_and_identified():
+    torch.manual_seed(0)
+    network = torch.nn.Sequential(torch.nn.Linear(4, 2), torch.nn.Tanh(), torch.nn.Linear(2, 1)).to(torch.bfloat16)
+    model, report = identify(network, 4, 2, budget=24_000, batch_size=3_000, design="standard", verbose=0)
+    assert model.predict(np.zeros((3, 4))).shape == (3, 1)
+    assert weight_recovery(network[0].weight.detach().double().numpy().T, model.first_layer_).min > 0.9
+
+
+def test_a_system_that_reuses_its_output_buffer_is_copied():
+    """Review: outputs kept without a copy were overwritten by later calls and the stop said "identified" on a
+    wrong network (relative RMSE 0.85)."""
+    system, A, b, C = _planted(5, 2, seed=3)
+    buffers = {}
+
+    def reusing(X):
+        out = buffers.setdefault(len(X), np.empty(len(X)))
+        out[:] = system(X)
+        return out
+
+    model, report = identify(reusing, 5, 2, budget=60_000, batch_size=3_000, verbose=0)
+    X = np.random.default_rng(1).standard_normal((2_000, 5))
+    assert report.stopping_reason == "identified"
+    assert np.sqrt(np.mean((model.predict(X) - system(X)) ** 2)) < 1e-3 * np.std(system(X))
+
+
+def test_a_column_output_gets_column_predictions():
+    system, *_ = _planted(5, 2, seed=3)
+    model, _ = identify(lambda X: system(X)[:, None], 5, 2, budget=24_000, batch_size=3_000, verbose=0)
+    X = np.random.default_rng(1).standard_normal((7, 5))
+    assert model.coef_.shape == (2, 1) and model.predict(X).shape == (7, 1)
+    np.testing.assert_allclose(model.predict(X)[:, 0], system(X), atol=1e-3)
+
+
+def test_the_joint_decomposition_does_not_depend_on_each_outputs_units():
+    """Review: with two outputs seeing different neurons, output 0 in units 1000x smaller (and its noise with it)
+    turned an identification at 14k queries into a budget stop with a wrong network. Each output is now divided by
+    its first batch's spread before it enters the sums."""
+    system, A, b, C = _planted(6, 4, p=2, noise=0.05, seed=5)
+    C_split = np.array([[1.0, 0.0], [-1.2, 0.0], [0.0, 0.8], [0.0, 1.3]])
+    rng = np.random.default_rng(0)
+
+    def outputs(X, units):
+        return (np.tanh(X @ A + b) @ C_split + 0.05 * rng.standard_normal((len(X), 2))) * units
+
+    found = {}
+    for units in ((1.0, 1.0), (1000.0, 1.0), (1.0, 1e-3)):
+        rng = np.random.default_rng(0)
+        model, report = identify(lambda X, u=units: outputs(X, np.array(u)), 6, 4, budget=100_000,
+                                 batch_size=2_000, verbose=0)
+        found[units] = (report.stopping_reason, report.queries, weight_recovery(A, model.first_layer_).min)
+    assert len({(reason, queries) for reason, queries, _ in found.values()}) == 1
+    assert all(reason == "identified" and cos > 0.99 for reason, _, cos in found.values())
+
+
+def test_too_few_hidden_units_warn_that_the_network_does_not_fit():
+    """Review: four tanh ridges asked for two hidden units stopped "identified" (the halves agree on the best
+    rank-2 fit of the moment) and said nothing, though the returned network misses half the system."""
+    with pytest.warns(NNLiftWarning, match="does not fit the system"):
+        model, report = identify(lambda X: np.tanh(X).sum(1), 4, 2, budget=60_000, batch_size=1_000, verbose=0)
+    assert not report.network_fits and report.residual_structure["z"] > 5
+    assert "the system is not this network" in str(report)
+
+
+def test_a_noiseless_identification_warns_about_nothing():
+    """A near-exact fit leaves a residual that is all structure (z ~ 10) but ~1e-11 of the outputs' variance."""
+    system, A, *_ = _planted(6, 2, seed=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model, report = identify(system, 6, 2, budget=60_000, batch_size=3_000, verbose=0)
+    assert report.stopping_reason == "identified" and report.network_fits
+    assert weight_recovery(A, model.first_layer_).min > 0.999
 
 
 def test_an_identified_stop_is_not_reported_on_a_wrong_basin():

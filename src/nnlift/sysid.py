@@ -69,6 +69,7 @@ from .hermite_sums import HermiteSums, LowOrderFit
 from .lift.estimator import N_RANDOM_STARTS, NNLiftWarning
 from .lift.first_layer import choose_order
 from .lift.output_layer import hidden_features
+from .lift.reliability import residual_has_structure, residual_structure
 from .lift.scale_bias import fit_scale_bias
 from .metrics import weight_recovery
 from .tensor._multilinear import contract_dense
@@ -84,6 +85,7 @@ _PILOT_FOLDS = 8
 _CHECK_TOL = 1e-8
 _FINETUNE_RELATIVE_TOL = 1e-8
 _VALIDATION_SHARE = 0.2
+_STRUCTURE_MATERIAL = 1e-3
 
 
 @dataclass
@@ -92,7 +94,9 @@ class IdentificationReport:
     of each reported direction to the truth, cos(theta_12 / 2) from the angle between the two halves'), why it
     stopped ("identified" or "budget"), one entry per check, queries replayed from the log, whether the
     fine-tuned network was kept and which start it came from (`start`: "moment", or "random-i" when after a budget
-    stop a fine-tune from a random start did better on held-out queries). `signal`: at the last check, the smallest
+    stop a fine-tune from a random start did better on held-out queries), and whether the returned network fits
+    (`network_fits`: False when its held-out residual still carries material structure, `residual_structure`,
+    `_fit_verdict`). `signal`: at the last check, the smallest
     cross-fitted |z| of a neuron's weight (module docstring), which must reach `signal_threshold` for an
     "identified" stop; `congruence`: the smallest signed congruence of two neurons' terms, which must stay above
     DEGENERATE_CONGRUENCE (`_cross_fitted_signal`)."""
@@ -108,6 +112,8 @@ class IdentificationReport:
     signal_threshold: float = float("nan")
     congruence: float = float("nan")
     start: str = "moment"
+    residual_structure: dict = field(default_factory=dict)
+    network_fits: bool = True
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -130,6 +136,10 @@ class IdentificationReport:
                  *([f"two neurons' terms nearly cancel (congruence {self.congruence:.3f} <= "
                     f"{DEGENERATE_CONGRUENCE}): a degenerate decomposition, as when n_hidden exceeds the system's "
                     "hidden units; try a smaller n_hidden"] if self.congruence <= DEGENERATE_CONGRUENCE else []),
+                 "held-out residual of the network: " + (
+                     "no material structure left" if self.network_fits else
+                     f"structure left along an order-{self.residual_structure.get('order')} Hermite feature (z = "
+                     f"{self.residual_structure.get('z', float('nan')):.1f}): the system is not this network"),
                  "network: " + ("fine-tuned" if self.finetuned else "the start (fine-tuning did not help on "
                                                                      "held-out queries)")
                  + (" from the moment's directions" if self.start == "moment" else
@@ -140,7 +150,8 @@ class IdentificationReport:
 
 class IdentifiedNetwork(RegressorMixin):
     """The identified network sigma(x W + b) c + c0 in the system's units: `first_layer_` (d, k), `bias_` (k,),
-    `coef_` ((k,) for one output, (k, p) for several), `intercept_`, `activation`, `report_`."""
+    `coef_` ((k,) for outputs (m,), (k, p) for outputs (m, p), p = 1 included), `intercept_`, `activation`,
+    `report_`; `predict` returns the system's output shape."""
 
     def __init__(self, params: TwoLayerParams, activation: str, report: IdentificationReport):
         self.first_layer_, self.bias_ = params.first_layer, params.bias
@@ -189,6 +200,7 @@ class _System:
             raise TypeError(f"system must be a callable or a torch.nn.Module mapping (m, {d}) inputs to outputs, "
                             f"got {type(system).__name__}")
         self.system, self.d, self.n_outputs = system, d, None
+        self.column = False  # the first outputs came as an (m, 1) column, not (m,)
 
     def __call__(self, X: np.ndarray) -> np.ndarray:
         if isinstance(self.system, torch.nn.Module):
@@ -196,14 +208,14 @@ class _System:
             dtype = torch.float32 if parameter is None else parameter.dtype
             device = "cpu" if parameter is None else parameter.device
             with torch.no_grad():
-                Y = self.system(torch.as_tensor(X, dtype=dtype, device=device)).detach().cpu().numpy()
+                Y = self.system(torch.as_tensor(X, dtype=dtype, device=device))
         else:
             Y = self.system(X.copy())
-            Y = Y.detach().cpu().numpy() if isinstance(Y, torch.Tensor) else np.asarray(Y)
-        if np.iscomplexobj(Y):
-            raise ValueError("the system returned complex outputs; identify fits real outputs (pass the real and "
-                             "imaginary parts as two outputs)")
-        Y = np.asarray(Y, dtype=np.float64)
+        Y = _as_outputs(Y)
+        if Y.ndim == 2 and Y.shape[1] == 0:
+            raise ValueError(f"the system returned shape {Y.shape}: no outputs to identify")
+        if self.n_outputs is None:
+            self.column = Y.ndim == 2
         Y = Y[:, None] if Y.ndim == 1 else Y
         if Y.ndim != 2 or Y.shape[0] != len(X):
             raise ValueError(f"the system returned shape {Y.shape} for {len(X)} queries; it must return one output "
@@ -215,6 +227,27 @@ class _System:
             raise ValueError(f"the system returned NaN or inf for query {row} of a batch (x = {X[row]})")
         self.n_outputs = Y.shape[1]
         return Y
+
+
+def _as_outputs(Y) -> np.ndarray:
+    """The system's outputs as a fresh float64 array (a copy: a system may reuse its output buffer), or a clear
+    error for outputs that are not real numbers."""
+    if isinstance(Y, tuple | dict):
+        raise TypeError(f"the system returned a {type(Y).__name__}; it must return one array of outputs, (m,) or "
+                        "(m, p) (for a module with several heads, wrap it to return one of them or their stack)")
+    if isinstance(Y, torch.Tensor):
+        if Y.is_complex():
+            Y = Y.detach().cpu().numpy()
+        else:
+            Y = Y.detach().to(device="cpu", dtype=torch.float64).numpy()
+    if np.iscomplexobj(Y):
+        raise ValueError("the system returned complex outputs; identify fits real outputs (pass the real and "
+                         "imaginary parts as two outputs)")
+    try:
+        return np.array(Y, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"the system's outputs must be real numbers, (m,) or (m, p); got {type(Y).__name__} that "
+                        f"does not convert to float64 ({error})") from None
 
 
 class _QueryLog:
@@ -268,9 +301,18 @@ def identify(system, n_features: int, n_hidden: int, *, activation: str = "tanh"
     every query (None: fresh ones).
     """
     get_activation(activation)
-    d, k, budget, batch_size, fit_rows = (_count(value, name) for value, name in (
+    d, k, budget, batch_size, fit_rows, max_iter = (_count(value, name) for value, name in (
         (n_features, "n_features"), (n_hidden, "n_hidden"), (budget, "budget"), (batch_size, "batch_size"),
-        (fit_rows, "fit_rows")))
+        (fit_rows, "fit_rows"), (max_iter, "max_iter")))
+    if not isinstance(finetune, bool | np.bool_):
+        raise TypeError(f"finetune must be True or False, got {finetune!r}")
+    for value, name in ((tolerance, "tolerance"), (pilot_share, "pilot_share")):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"{name} must be a number, got {value!r}")
+    if random_state is not None and (isinstance(random_state, bool) or not isinstance(random_state, numbers.Integral)
+                                     or random_state < 0):
+        raise ValueError(f"random_state must be None or a non-negative integer (batch b of queries is drawn from the "
+                         f"seed sequence (random_state, b), which a log replays), got {random_state!r}")
     if not 1 <= k <= d:
         raise ValueError(f"n_hidden={k} must be between 1 and n_features={d}: the moment's CP decomposition "
                          "recovers at most d linearly independent directions")
@@ -317,13 +359,32 @@ def identify(system, n_features: int, n_hidden: int, *, activation: str = "tanh"
     if reason == "budget":
         warnings.warn(NNLiftWarning(_unconfirmed_message(report, budget, tolerance)), stacklevel=2)
     X_fit, Y_fit = run.kept(scale, fit_rows)
-    params, report.finetuned, report.start = _network(X_fit / scale, Y_fit, directions, activation, finetune,
-                                                      max_iter, random_state,
-                                                      random_starts=N_RANDOM_STARTS if reason == "budget" else 0)
-    params = TwoLayerParams(params.first_layer / scale, params.bias,
-                            params.coef[:, 0] if params.coef.shape[1] == 1 else params.coef,
-                            float(params.intercept[0]) if np.size(params.intercept) == 1 else params.intercept)
+    params, report.finetuned, report.start, report.residual_structure = _network(
+        X_fit / scale, Y_fit, directions, activation, finetune, max_iter, random_state,
+        random_starts=N_RANDOM_STARTS if reason == "budget" else 0)
+    report.network_fits = _fit_verdict(report.residual_structure)
+    if not report.network_fits:
+        structure = report.residual_structure
+        warnings.warn(NNLiftWarning(
+            f"the returned network does not fit the system: its held-out residual still correlates with an "
+            f"order-{structure['order']} Hermite feature of the queries (z = {structure['z']:.1f}, "
+            f"{structure['explained']:.1%} of the residual's mean square, which is "
+            f"{structure['residual_mean_square']:.2g} of the outputs' variance). The moment's directions may agree, "
+            f"but the system is not a two-layer {activation} network with {k} hidden units: try a larger n_hidden or "
+            "another activation"), stacklevel=2)
+    single = params.coef.shape[1] == 1 and not run.system.column  # outputs (m,): coef (k,), intercept a float
+    params = TwoLayerParams(params.first_layer / scale, params.bias, params.coef[:, 0] if single else params.coef,
+                            float(params.intercept[0]) if single else params.intercept)
     return IdentifiedNetwork(params, activation, report), report
+
+
+def _fit_verdict(structure: dict) -> bool:
+    """False when the held-out residual carries structure that is significant and material by the estimators' rule
+    (`residual_has_structure`: z > 5 and >= 0.5% of the residual's mean square) and also material against the
+    outputs: >= `_STRUCTURE_MATERIAL` of their variance. The last condition keeps a noiseless system's near-exact fit
+    from being flagged: its residual is all structure, but ~1e-11 of the variance (tanh d = 6, z = 10 on 5% of it)."""
+    return not (residual_has_structure(structure)
+                and structure["explained"] * structure["residual_mean_square"] >= _STRUCTURE_MATERIAL)
 
 
 def _unconfirmed_message(report: IdentificationReport, budget: int, tolerance: float) -> str:
@@ -393,9 +454,13 @@ class _Run:
         self.half_rows: tuple[list, list] = ([], [])
         self.progress = None
         self.lowest = self.highest = None
+        self.unit = None  # per output: the spread of the first batch's outputs (`batch`)
 
     def batch(self, scale: float, rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """The next batch (`rows` queries, default `batch_size`) in z units and its responses."""
+        """The next batch (`rows` queries, default `batch_size`) in z units and its responses, each output divided
+        by a fixed unit, the spread of its values in the first batch. The moments are linear in the outputs, so this
+        changes no direction of one output; with several, it makes the joint decomposition independent of each
+        output's units (an output in mm would otherwise outweigh one in m a thousand times)."""
         Z = np.random.default_rng([self.seed, self.index]).standard_normal((rows or self.batch_size, self.d))
         logged = self.log.read(self.index)
         if logged is not None and np.allclose(logged[0], scale * Z, rtol=0, atol=1e-12 * max(scale, 1.0)):
@@ -409,7 +474,10 @@ class _Run:
         self.saved.setdefault(scale, []).append((Z, Y))
         self._check_not_constant(Y)
         self.progress.advance(f"{self.queries:,} queries")
-        return Z, Y
+        if self.unit is None:
+            spread = Y.std(axis=0)
+            self.unit = np.where(spread > 0, spread, 1.0)
+        return Z, Y / self.unit
 
     def _check_not_constant(self, Y: np.ndarray) -> None:
         """Refuse, once two batches' worth of queries are in, an output that has not changed on any of them."""
@@ -597,14 +665,15 @@ def _directions(halves: list[HermiteSums], k: int, seed, warm=(None, None)) -> t
 
 
 def _network(Z: np.ndarray, Y: np.ndarray, directions: np.ndarray, activation: str, finetune: bool,
-             max_iter: int, seed, random_starts: int = 0) -> tuple[TwoLayerParams, bool, str]:
+             max_iter: int, seed, random_starts: int = 0) -> tuple[TwoLayerParams, bool, str, dict]:
     """Scale/bias by least squares on the outputs' first principal combination, the output layer by least squares,
     then a fine-tune kept only if it lowers the held-out error; in z units, outputs (n, p) in the system's units.
 
     `random_starts` > 0 (an unconfirmed stop): that many fine-tunes from LeCun-normal starts compete with the
     moment's start on the held-out queries, so an unconfirmed identification returns no worse a network than
-    backprop from a random start would on the same queries. Returns the network, whether it is a fine-tune, and
-    which start it came from ("moment" or "random-i")."""
+    backprop from a random start would on the same queries. Returns the network, whether it is a fine-tune, which
+    start it came from ("moment" or "random-i"), and the structure left in its held-out residual
+    (`nnlift.lift.reliability.residual_structure`, on the standardised outputs)."""
     mean, spread = Y.mean(axis=0), Y.std(axis=0)
     if not np.all(spread > 0):
         raise ValueError(f"output(s) {np.flatnonzero(~(spread > 0)).tolist()} of the system are constant on the "
@@ -641,5 +710,7 @@ def _network(Z: np.ndarray, Y: np.ndarray, directions: np.ndarray, activation: s
                 init = TwoLayerParams(init.first_layer, init.bias, init.coef[:, None], np.zeros(1))
             candidates.append((tune(init), True, f"random-{i + 1}"))
     best, tuned_kept, origin = min(candidates, key=lambda candidate: held_out_error(candidate[0]))
+    structure = residual_structure(best, (Z[train], T[train]), (Z[held], T[held]), activation, "mse", seed)
+    structure["residual_mean_square"] = held_out_error(best)
     return TwoLayerParams(best.first_layer, best.bias, best.coef * spread, best.intercept * spread + mean), \
-        tuned_kept, origin
+        tuned_kept, origin, structure
