@@ -424,6 +424,7 @@ class _TwoHeads(torch.nn.Module):
     (lambda X: np.zeros((len(X), 0)), "no outputs"),
     (lambda X: np.array(["a"] * len(X)), "must be real numbers"),
     (lambda X: {"y": X[:, 0]}, "returned a dict"),
+    (lambda X: torch.conj(torch.as_tensor(X[:, 0] + 1j)), "complex outputs"),
 ])
 def test_outputs_that_are_not_one_real_array_get_clear_type_errors(output, message):
     with pytest.raises((TypeError, ValueError), match=message):
@@ -482,6 +483,58 @@ def test_the_joint_decomposition_does_not_depend_on_each_outputs_units():
         found[units] = (report.stopping_reason, report.queries, weight_recovery(A, model.first_layer_).min)
     assert len({(reason, queries) for reason, queries, _ in found.values()}) == 1
     assert all(reason == "identified" and cos > 0.99 for reason, _, cos in found.values())
+
+
+def test_an_output_flat_on_the_first_queries_is_in_units_of_the_whole_pilot():
+    """Review: the unit came from the pilot's first (s = 0.5) batch, where relu(x a - 2.5) is constant; it fell
+    back to 1, and that output's units (1e3 or 1e-3) turned an identification at 12k queries into budget stops."""
+    rng = np.random.default_rng(1)
+    A = rng.standard_normal((6, 2))
+    A /= np.linalg.norm(A, axis=0)
+    runs = set()
+
+    def make_system(units):
+        noise = np.random.default_rng(7)
+
+        def system(X):
+            Y = np.maximum(np.stack([X @ A[:, 0] + 0.2, X @ A[:, 1] - 2.5], 1), 0)
+            return (Y + 0.05 * noise.standard_normal((len(X), 2)) * np.array([1.0, 0.0])) * np.array([1.0, units])
+        return system
+
+    for units in (1.0, 1e3, 1e-3):
+        system = make_system(units)
+
+        model, report = identify(system, 6, 2, activation="relu", budget=60_000, batch_size=3_000, verbose=0)
+        assert weight_recovery(A, model.first_layer_).min > 0.99
+        runs.add((report.stopping_reason, report.queries))
+    assert runs == {("identified", 12_000)}
+
+
+def test_a_noisy_output_does_not_flag_a_clean_one():
+    """Review: the structure share of one output was multiplied by the residual mean square averaged over all
+    outputs, so a noisy sibling made a near-exact output look unfitted ("does not fit" on 3/3 seeds)."""
+    system, A, b, C = _planted(6, 2, p=2, seed=0)
+    noise = np.random.default_rng(100)
+
+    def outputs(X):
+        Y = system(X)
+        Y[:, 1] += noise.standard_normal(len(X))
+        return Y
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model, report = identify(outputs, 6, 2, budget=60_000, batch_size=3_000, verbose=0)
+    assert report.stopping_reason == "identified" and report.network_fits
+
+
+def test_a_resumed_column_output_keeps_its_shape(tmp_path):
+    system, *_ = _planted(5, 2, seed=3)
+    shapes = []
+    for _ in range(2):
+        model, report = identify(lambda X: system(X)[:, None], 5, 2, budget=24_000, batch_size=3_000,
+                                 log=tmp_path, verbose=0)
+        shapes.append((model.coef_.shape, model.predict(np.zeros((3, 5))).shape, report.replayed_queries > 0))
+    assert shapes == [((2, 1), (3, 1), False), ((2, 1), (3, 1), True)]
 
 
 def test_too_few_hidden_units_warn_that_the_network_does_not_fit():

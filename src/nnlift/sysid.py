@@ -37,6 +37,11 @@ x = s z, z ~ N(0, I); in z the score is the Hermite tensor He_m(z) exactly, and 
 3. The network: scale and bias per neuron by least squares (`nnlift.lift.scale_bias`), the output layer by least
    squares, then fine-tuned by the shared training loop and kept only if the tuned network does better on held-out
    queries; all on the first `fit_rows` queries at the design's scale and the pilot's queries at the other scales.
+   After a budget stop the moment's start may be rough, so fine-tunes from `N_RANDOM_STARTS` random starts compete
+   with it on the held-out queries (the report's `start` says which won). Then the held-out residual is tested for
+   structure the network left (`nnlift.lift.reliability.residual_structure`); material structure means the system
+   is not the stated network (too few hidden units, another activation), and `identify` warns, also after an
+   "identified" stop: the halves can agree on the best rank-k fit of a moment that has more components.
 
 The moment sums are dense (d^m numbers per output): the exact sufficient statistic that makes the stopping check
 free of passes over old queries, unlike the estimators' implicit operators, which must re-read rows. That limits
@@ -86,6 +91,7 @@ _CHECK_TOL = 1e-8
 _FINETUNE_RELATIVE_TOL = 1e-8
 _VALIDATION_SHARE = 0.2
 _STRUCTURE_MATERIAL = 1e-3
+_RANDOM_START_MARGIN = 0.01
 
 
 @dataclass
@@ -236,10 +242,7 @@ def _as_outputs(Y) -> np.ndarray:
         raise TypeError(f"the system returned a {type(Y).__name__}; it must return one array of outputs, (m,) or "
                         "(m, p) (for a module with several heads, wrap it to return one of them or their stack)")
     if isinstance(Y, torch.Tensor):
-        if Y.is_complex():
-            Y = Y.detach().cpu().numpy()
-        else:
-            Y = Y.detach().to(device="cpu", dtype=torch.float64).numpy()
+        Y = Y.detach().resolve_conj().cpu().numpy() if Y.is_complex() else Y.detach().to("cpu", torch.float64).numpy()
     if np.iscomplexobj(Y):
         raise ValueError("the system returned complex outputs; identify fits real outputs (pass the real and "
                          "imaginary parts as two outputs)")
@@ -369,9 +372,9 @@ def identify(system, n_features: int, n_hidden: int, *, activation: str = "tanh"
             f"the returned network does not fit the system: its held-out residual still correlates with an "
             f"order-{structure['order']} Hermite feature of the queries (z = {structure['z']:.1f}, "
             f"{structure['explained']:.1%} of the residual's mean square, which is "
-            f"{structure['residual_mean_square']:.2g} of the outputs' variance). The moment's directions may agree, "
-            f"but the system is not a two-layer {activation} network with {k} hidden units: try a larger n_hidden or "
-            "another activation"), stacklevel=2)
+            f"{structure['residual_mean_square']:.2g} of output {structure['output']}'s variance). The moment's "
+            f"directions may agree, but the system is not a two-layer {activation} network with {k} hidden units: "
+            "try a larger n_hidden or another activation"), stacklevel=2)
     single = params.coef.shape[1] == 1 and not run.system.column  # outputs (m,): coef (k,), intercept a float
     params = TwoLayerParams(params.first_layer / scale, params.bias, params.coef[:, 0] if single else params.coef,
                             float(params.intercept[0]) if single else params.intercept)
@@ -457,27 +460,34 @@ class _Run:
         self.unit = None  # per output: the spread of the first batch's outputs (`batch`)
 
     def batch(self, scale: float, rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """The next batch (`rows` queries, default `batch_size`) in z units and its responses, each output divided
-        by a fixed unit, the spread of its values in the first batch. The moments are linear in the outputs, so this
-        changes no direction of one output; with several, it makes the joint decomposition independent of each
-        output's units (an output in mm would otherwise outweigh one in m a thousand times)."""
+        """The next batch (`rows` queries, default `batch_size`) in z units and its responses (m, p)."""
         Z = np.random.default_rng([self.seed, self.index]).standard_normal((rows or self.batch_size, self.d))
         logged = self.log.read(self.index)
         if logged is not None and np.allclose(logged[0], scale * Z, rtol=0, atol=1e-12 * max(scale, 1.0)):
             Y = logged[1]
+            if self.system.n_outputs is None:  # the log keeps the system's output shape, (m,) or (m, p)
+                self.system.column = Y.ndim == 2
+            Y = Y[:, None] if Y.ndim == 1 else Y
             self.replayed += len(Y)
         else:
             Y = self.system(scale * Z)
-            self.log.write(self.index, scale * Z, Y)
+            self.log.write(self.index, scale * Z, Y if self.system.column or Y.shape[1] > 1 else Y[:, 0])
         self.index += 1
         self.queries += len(Y)
         self.saved.setdefault(scale, []).append((Z, Y))
         self._check_not_constant(Y)
         self.progress.advance(f"{self.queries:,} queries")
+        return Z, Y
+
+    def in_units(self, Y: np.ndarray) -> np.ndarray:
+        """Each output divided by a fixed unit: its spread over the first responses given here (the pilot's at every
+        scale, or the first batch of a fixed design); 1 for an output constant on all of them. The moments are linear
+        in the outputs, so this changes no direction of one output; with several, it makes the joint decomposition
+        independent of each output's units (an output in mm would otherwise outweigh one in m a thousand times)."""
         if self.unit is None:
             spread = Y.std(axis=0)
             self.unit = np.where(spread > 0, spread, 1.0)
-        return Z, Y / self.unit
+        return Y / self.unit
 
     def _check_not_constant(self, Y: np.ndarray) -> None:
         """Refuse, once two batches' worth of queries are in, an output that has not changed on any of them."""
@@ -503,6 +513,7 @@ class _Run:
         history, warm = [], [None, None]
         while self.queries + self.batch_size <= self.budget:
             Z, Y = self.batch(scale)
+            Y = self.in_units(Y)
             if halves is None:
                 halves = [HermiteSums(self.d, Y.shape[1], order) for _ in range(2)]
             smaller = 0 if halves[0].n <= halves[1].n else 1
@@ -537,9 +548,10 @@ def _pilot(run: _Run, order: int, rows: int):
     so the order is the activation's (`_orders`), not the pilot's.
     """
     table = []
-    for scale in PILOT_SCALES:
-        Z, Y = run.batch(scale, rows)
-        folds, residuals = _pilot_folds(Z, Y, order)
+    batches = {scale: run.batch(scale, rows) for scale in PILOT_SCALES}
+    run.in_units(np.concatenate([Y for _, Y in batches.values()]))
+    for scale, (Z, Y) in batches.items():
+        folds, residuals = _pilot_folds(Z, run.in_units(Y), order)
         gram, counts = _fold_gram(folds), np.array([fold.n for fold in folds], dtype=np.float64)
         table.append({"scale": scale, "order": order, "snr_per_query": _signal_to_noise(gram, counts),
                       "replicates": _leave_one_out(gram, counts), "folds": folds, "rows": (Z, residuals)})
@@ -670,10 +682,10 @@ def _network(Z: np.ndarray, Y: np.ndarray, directions: np.ndarray, activation: s
     then a fine-tune kept only if it lowers the held-out error; in z units, outputs (n, p) in the system's units.
 
     `random_starts` > 0 (an unconfirmed stop): that many fine-tunes from LeCun-normal starts compete with the
-    moment's start on the held-out queries, so an unconfirmed identification returns no worse a network than
-    backprop from a random start would on the same queries. Returns the network, whether it is a fine-tune, which
-    start it came from ("moment" or "random-i"), and the structure left in its held-out residual
-    (`nnlift.lift.reliability.residual_structure`, on the standardised outputs)."""
+    moment's start on the held-out queries; one replaces it only if its held-out error is lower by more than
+    `_RANDOM_START_MARGIN` (relative), since both often end at the same optimum. Returns the network, whether it
+    is a fine-tune, which start it came from ("moment" or "random-i"), and the structure left in its held-out
+    residual (`_residual_structure`, on the standardised outputs)."""
     mean, spread = Y.mean(axis=0), Y.std(axis=0)
     if not np.all(spread > 0):
         raise ValueError(f"output(s) {np.flatnonzero(~(spread > 0)).tolist()} of the system are constant on the "
@@ -702,15 +714,31 @@ def _network(Z: np.ndarray, Y: np.ndarray, directions: np.ndarray, activation: s
     candidates = [(start, False, "moment")]
     if finetune:
         candidates.append((tune(start), True, "moment"))
+    best, tuned_kept, origin = min(candidates, key=lambda candidate: held_out_error(candidate[0]))
+    if finetune and random_starts:
         rng = np.random.default_rng(seed)
         outputs = None if T.shape[1] == 1 else T.shape[1]
         for i in range(random_starts):
             init = random_init(Z.shape[1], directions.shape[1], outputs, rng)
             if outputs is None:
                 init = TwoLayerParams(init.first_layer, init.bias, init.coef[:, None], np.zeros(1))
-            candidates.append((tune(init), True, f"random-{i + 1}"))
-    best, tuned_kept, origin = min(candidates, key=lambda candidate: held_out_error(candidate[0]))
-    structure = residual_structure(best, (Z[train], T[train]), (Z[held], T[held]), activation, "mse", seed)
-    structure["residual_mean_square"] = held_out_error(best)
+            tuned = tune(init)
+            # a random start replaces the moment's only if clearly better: both often end at the same optimum
+            if held_out_error(tuned) < (1 - _RANDOM_START_MARGIN) * held_out_error(best):
+                best, tuned_kept, origin = tuned, True, f"random-{i + 1}"
+    structure = _residual_structure(best, Z, T, train, held, activation, seed)
     return TwoLayerParams(best.first_layer, best.bias, best.coef * spread, best.intercept * spread + mean), \
         tuned_kept, origin, structure
+
+
+def _residual_structure(params: TwoLayerParams, Z, T, train, held, activation: str, seed) -> dict:
+    """`residual_structure` of each standardised output alone, with that output's held-out residual mean square;
+    the output whose structure is the largest share of its variance."""
+    found = []
+    for j in range(T.shape[1]):
+        column = TwoLayerParams(params.first_layer, params.bias, params.coef[:, j:j + 1], params.intercept[j:j + 1])
+        structure = residual_structure(column, (Z[train], T[train, j:j + 1]), (Z[held], T[held, j:j + 1]),
+                                       activation, "mse", seed)
+        residual = predict_two_layer(column, Z[held], activation).reshape(-1) - T[held, j]
+        found.append(structure | {"output": j, "residual_mean_square": float(np.mean(residual**2))})
+    return max(found, key=lambda s: (not _fit_verdict(s), s["explained"] * s["residual_mean_square"]))
