@@ -37,6 +37,10 @@ double backward; `GGNOperator`; `lanczos`, `deflated_power_iteration`, `hutch_pl
    `hutchpp_trace` (torch's global generator, seeded), hessian-eigenthings `hutch_plus_plus`, and nnlift's
    Hutchinson for scale; estimates and |error| / |exact trace| over `--trace-seeds` seeds, wall time median over
    them (interleaved). Exact trace from the dense Hessian.
+4. Spectral density of the MLP's Hessian (float64) by stochastic Lanczos quadrature at `--slq-iter` (80) Lanczos
+   steps and `--slq-probes` (10) probes: nnlift `spectral_density` against curvlinops `lanczos_approximate_spectrum`
+   (Papyan 2020, Alg. 2, which first estimates the spectrum's ends with ARPACK). Accuracy: the density's mean
+   against the exact tr(H) / P; wall time: median of `--slq-repeats` interleaved runs.
 
 Prints markdown tables and writes benchmarks/results/curvature_peers[_quick].json (every number, the environment,
 the load average before and after) and curvature_peers[_quick].png (product costs).
@@ -73,6 +77,7 @@ from nnlift.landscape import (
     hutchinson_trace,
     hutchpp_trace,
     lanczos,
+    spectral_density,
 )
 
 RESULTS = Path(__file__).parent / "results"
@@ -461,6 +466,38 @@ def traces(model, X, y, exact: float, matvecs: int, seeds: int) -> dict:
     return {"exact": exact, "matvecs": matvecs, "seeds": seeds, "methods": rows}
 
 
+# ------------------------------------------------------------------------------------------------------- density
+def _density_mean(grid, density) -> float:
+    grid, density = np.asarray(grid, dtype=np.float64), np.asarray(density, dtype=np.float64)
+    return float(np.trapezoid(grid * density, grid) / np.trapezoid(density, grid))
+
+
+def densities(model, X, y, exact_trace: float, n_iter: int, probes: int, repeats: int) -> dict:
+    """Part 4: the SLQ spectral density of nnlift and curvlinops at equal Lanczos steps and probes."""
+    exact_mean = exact_trace / _n_params(model)
+    methods = {"nnlift spectral_density": lambda: _density_mean(*(lambda d: (d.grid, d.density))(spectral_density(
+        HessianOperator(model, CE, (X, y)), n_iter=n_iter, n_probes=probes, random_state=0)))}
+    cl = _peer("curvlinops")
+    if cl is not None:
+        def theirs():
+            op = cl.HessianLinearOperator(model, nn.CrossEntropyLoss(), list(model.parameters()), [(X, y)],
+                                          check_deterministic=False)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    return _density_mean(*cl.lanczos_approximate_spectrum(op, ncv=n_iter, num_repeats=probes))
+
+        methods["curvlinops lanczos_approximate_spectrum"] = theirs
+    times = _interleaved(methods, repeats, np.random.default_rng(1))
+    rows = []
+    for name, method in methods.items():
+        mean = method()
+        rows.append({"method": name, "density_mean": mean, "rel_error": abs(mean - exact_mean) / abs(exact_mean),
+                     "seconds": statistics.median(times[name]), "times_s": times[name]})
+    return {"exact_mean": exact_mean, "n_iter": n_iter, "probes": probes, "repeats": repeats, "methods": rows}
+
+
 # -------------------------------------------------------------------------------------------------------- output
 def _table(header, rows) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -525,6 +562,15 @@ def report(out: dict) -> None:
                  f"{r['seconds'] / base:.2f}"] for r in tr["methods"]]
         print(_table(["method", "products", "median estimate", "median |error|", "max |error|", "s", "s / nnlift"],
                      rows))
+    if out.get("densities"):
+        de = out["densities"]
+        print(f"\n4. Spectral density of the MLP Hessian (float64) by SLQ, {de['n_iter']} Lanczos steps, "
+              f"{de['probes']} probes; exact mean eigenvalue tr(H)/P = {de['exact_mean']:.6g} (seconds: median of "
+              f"{de['repeats']} interleaved runs)\n")
+        base = next(r["seconds"] for r in de["methods"] if r["method"] == "nnlift spectral_density")
+        rows = [[r["method"], f"{r['density_mean']:.6g}", f"{r['rel_error']:.1e}", f"{r['seconds']:.2f}",
+                 f"{r['seconds'] / base:.2f}"] for r in de["methods"]]
+        print(_table(["method", "density mean", "|error| / mean", "s", "s / nnlift"], rows))
     print("\nTargets:")
     for line in out["targets"]:
         print(f"- {line}")
@@ -584,6 +630,9 @@ def main() -> None:
     parser.add_argument("--power-max-iter", type=int, default=200, help="power iterations per eigenvalue")
     parser.add_argument("--trace-matvecs", type=int, default=99)
     parser.add_argument("--trace-seeds", type=int, default=5)
+    parser.add_argument("--slq-iter", type=int, default=80)
+    parser.add_argument("--slq-probes", type=int, default=10)
+    parser.add_argument("--slq-repeats", type=int, default=3)
     parser.add_argument("--warmup-probe", choices=LIBRARIES, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.warmup_probe:
@@ -591,6 +640,7 @@ def main() -> None:
         return
     if args.quick:
         args.repeats, args.eig_repeats, args.power_max_iter, args.trace_seeds = 3, 1, 50, 2
+        args.slq_iter, args.slq_probes, args.slq_repeats = 20, 2, 1
     started = time.perf_counter()
     torch.set_num_threads(1)
     config = _config(args.quick)
@@ -615,6 +665,9 @@ def main() -> None:
         if index == 0:
             out["traces"] = traces(model, X, y, part["reference"]["trace"], args.trace_matvecs, args.trace_seeds)
             print(f"  traces done ({time.perf_counter() - started:.0f} s)", flush=True)
+            out["densities"] = densities(model, X, y, part["reference"]["trace"], args.slq_iter, args.slq_probes,
+                                         args.slq_repeats)
+            print(f"  densities done ({time.perf_counter() - started:.0f} s)", flush=True)
         for dtype in args.dtypes:
             out["products"][f"{name}, {dtype}"] = product_costs(model, X, y, DTYPES[dtype], args.repeats,
                                                                 seed=10 * index + len(out["products"]))

@@ -221,6 +221,10 @@ def hutchpp_trace(op, n_queries: int = 99, *, random_state=None) -> TraceEstimat
     all of it is in the deflated Hutchinson mean over g probes, whose sample standard deviation / √g estimates it
     (its square is unbiased for the variance given Q, hence also unconditionally). It is 0 when Q spans the range
     of A (rank A <= m//3), where the estimate is exact.
+
+    Kept next to curvlinops' `hutchpp_trace` (the same algorithm) because that one draws from torch's global
+    generator and returns no standard error; at 99 products on the digits MLP's Hessian both were equally accurate
+    within seed noise and this one 1.05-1.26x faster (benchmarks/bench_curvature_peers.py, part 3; BENCHMARKS.md).
     """
     op = _as_operator(op)
     if n_queries < 6:

@@ -69,7 +69,11 @@ def _pi(A: torch.Tensor, G: torch.Tensor) -> float:
 
 
 def damped_inverses(A: torch.Tensor, G: torch.Tensor, damping: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """M&G §6.3, factored Tikhonov damping: ((A + πγI)⁻¹, (G + γ/π I)⁻¹) with γ = √λ, λ = `damping`."""
+    """M&G §6.3, factored Tikhonov damping: ((A + πγI)⁻¹, (G + γ/π I)⁻¹) with γ = √λ, λ = `damping`.
+
+    Not curvlinops' `KFACInverseLinearOperator(use_heuristic_damping=True)`, which computes the same damped inverses:
+    that one inverts the factors a `KFACLinearOperator` computed on its own data, while the optimiser inverts
+    moving averages of factors over many steps' batches (M&G §5), which no curvlinops operator holds."""
     gamma, pi = math.sqrt(damping), _pi(A, G)
     return (torch.linalg.inv(A + pi * gamma * torch.eye(A.shape[0], dtype=A.dtype, device=A.device)),
             torch.linalg.inv(G + gamma / pi * torch.eye(G.shape[0], dtype=G.dtype, device=G.device)))
