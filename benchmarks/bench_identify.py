@@ -132,7 +132,7 @@ def run_identify(cell, noise, seed, design, budget, tolerance, finetune=True, n_
     row = {"seconds": time.perf_counter() - started, "queries": report.queries, "batch_size": batch_size,
            "stopping_reason": report.stopping_reason, "confidence_min": float(min(report.confidence)),
            "scale": report.design["scale"], "order": report.design["order"], "finetuned": report.finetuned,
-           "history": report.history}
+           "start": report.start, "network_fits": report.network_fits, "history": report.history}
     row.update(evaluate(system, model, report.design["scale"]))
     return row
 
@@ -333,7 +333,8 @@ def stop_summary(cfg, results) -> dict:
 def honest_summary(cfg, results) -> dict:
     rows, lines = [], ["| cell | systems | stopped identified | of those min \\|cos\\| >= 0.99: returned model | "
                        "of those: moment directions alone (finetune=False) | worst min \\|cos\\| among identified "
-                       "(model / directions) | median queries at stop |", "|---|---|---|---|---|---|---|"]
+                       "(model / directions) | median queries at stop | warned \"does not fit\" |",
+                       "|---|---|---|---|---|---|---|---|"]
     verdicts = []
     for cell in cfg.honest_cells:
         tuned = [results[stop_key(cfg, cell, 0.05, seed, "auto", True)] for seed in range(cfg.honest_seeds)]
@@ -348,7 +349,8 @@ def honest_summary(cfg, results) -> dict:
                      "histories": [r["history"] for r in tuned]})
         lines.append(f"| {cell} | {len(tuned)} | {len(stopped)}/{len(tuned)} | {good_model}/{len(stopped)} | "
                      f"{good_dirs}/{len(stopped)} | {worst[0]:.4f} / {worst[1]:.4f} | "
-                     f"{np.median([r['queries'] for r in tuned]) / 1000:.0f}k |")
+                     f"{np.median([r['queries'] for r in tuned]) / 1000:.0f}k | "
+                     f"{sum(not r.get('network_fits', True) for r in tuned)}/{len(tuned)} |")
         need = math.ceil(0.95 * len(stopped))
         verdicts.append({"cell": cell, "stopped": len(stopped), "good_model": good_model, "good_directions": good_dirs,
                          "wrong_stops_model": [i for i in stopped if tuned[i]["recovery_min"] < COS_TARGET],

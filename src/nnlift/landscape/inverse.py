@@ -133,11 +133,11 @@ class InverseOperator(_OfOperator):
         return 1.0 / top
 
     def _matmat(self, V: torch.Tensor) -> torch.Tensor:
+        if self.method == "cg" and not bool((torch.linalg.vector_norm(V, dim=0) > 0).all()):
+            raise ValueError("b has a zero column: solve the others (its solution is 0)")
         with warnings.catch_warnings():  # GPyTorch warns at its iteration cap; the check below says more
             warnings.simplefilter("ignore")
             out = self._backend @ V
-        if self.method == "cg" and not bool((torch.linalg.vector_norm(V, dim=0) > 0).all()):
-            raise ValueError("b has a zero column: solve the others (its solution is 0)")
         if not torch.isfinite(out).all():
             raise FloatingPointError(f"{self.name} produced NaN or inf: A + λI is not positive definite enough for "
                                      f"{self.method}; add damping or use method='lsmr'")
