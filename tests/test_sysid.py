@@ -510,6 +510,26 @@ def test_an_output_flat_on_the_first_queries_is_in_units_of_the_whole_pilot():
     assert runs == {("identified", 12_000)}
 
 
+def test_ten_outputs_with_small_signals_are_weighed_by_their_noise_not_their_spread():
+    """Regression (bench_identify's several-outputs part, seed 0): with each output divided by its own spread, the
+    outputs whose weights are small counted as much as the clean ones, and the joint run stopped "identified" at 25k
+    queries on a wrong network (min |cos| 0.989). The unit is now the spread of what the moment sums, the residual
+    of the degree-2 fit."""
+    from nnlift.datasets import make_teacher
+
+    teacher = make_teacher(1, 20, 5, "tanh", weight_scale=1.0, random_state=0, bias_range=0.5)
+    coef = np.random.default_rng([0, 4]).standard_normal((5, 10))
+    noise = np.random.default_rng([0, 1])
+
+    def system(X):
+        clean = np.tanh(X @ teacher.first_layer + teacher.bias) @ coef
+        return clean + 0.05 * noise.standard_normal(clean.shape)
+
+    model, report = identify(system, 20, 5, budget=200_000, random_state=0, verbose=0)
+    assert report.stopping_reason == "identified" and report.network_fits
+    assert weight_recovery(teacher.first_layer, model.first_layer_).min >= 0.99
+
+
 def test_a_noisy_output_does_not_flag_a_clean_one():
     """Review: the structure share of one output was multiplied by the residual mean square averaged over all
     outputs, so a noisy sibling made a near-exact output look unfitted ("does not fit" on 3/3 seeds)."""

@@ -457,7 +457,7 @@ class _Run:
         self.half_rows: tuple[list, list] = ([], [])
         self.progress = None
         self.lowest = self.highest = None
-        self.unit = None  # per output: the spread of the first batch's outputs (`batch`)
+        self.unit = None  # per output, fixed by `set_unit`
 
     def batch(self, scale: float, rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The next batch (`rows` queries, default `batch_size`) in z units and its responses (m, p)."""
@@ -479,15 +479,19 @@ class _Run:
         self.progress.advance(f"{self.queries:,} queries")
         return Z, Y
 
-    def in_units(self, Y: np.ndarray) -> np.ndarray:
-        """Each output divided by a fixed unit: its spread over the first responses given here (the pilot's at every
-        scale, or the first batch of a fixed design); 1 for an output constant on all of them. The moments are linear
-        in the outputs, so this changes no direction of one output; with several, it makes the joint decomposition
-        independent of each output's units (an output in mm would otherwise outweigh one in m a thousand times)."""
-        if self.unit is None:
-            spread = Y.std(axis=0)
-            self.unit = np.where(spread > 0, spread, 1.0)
-        return Y / self.unit
+    def set_unit(self, batches: list[tuple[np.ndarray, np.ndarray]], order: int) -> None:
+        """Fix each output's unit: the root mean square, over `batches` (the pilot's, one per scale, or a fixed
+        design's first batch), of the residual of its least-squares fit on the Hermite polynomials of degree <= 2,
+        i.e. the spread of what the moment sums (`HermiteSums`); 1 where that is 0. The moments are linear in the
+        outputs, so a unit changes no direction of one output; with several, it makes the joint decomposition
+        independent of each output's units (an output in mm would otherwise outweigh one in m a thousand times),
+        and, as the residual is mostly noise and higher-degree terms, weighs the outputs by how noisy their moments
+        are. The outputs' own spread did not: a noisy output with a small signal got the weight of a clean one, and
+        a 10-output tanh system stopped "identified" on a wrong network (min |cos| 0.989)."""
+        squares = [np.mean((Y - LowOrderFit(self.d, Y.shape[1], order).of(Z, Y).predict(Z)) ** 2, axis=0)
+                   for Z, Y in batches]
+        spread = np.sqrt(np.mean(squares, axis=0))
+        self.unit = np.where(spread > 0, spread, 1.0)
 
     def _check_not_constant(self, Y: np.ndarray) -> None:
         """Refuse, once two batches' worth of queries are in, an output that has not changed on any of them."""
@@ -513,7 +517,9 @@ class _Run:
         history, warm = [], [None, None]
         while self.queries + self.batch_size <= self.budget:
             Z, Y = self.batch(scale)
-            Y = self.in_units(Y)
+            if self.unit is None:
+                self.set_unit([(Z, Y)], order)
+            Y = Y / self.unit
             if halves is None:
                 halves = [HermiteSums(self.d, Y.shape[1], order) for _ in range(2)]
             smaller = 0 if halves[0].n <= halves[1].n else 1
@@ -549,9 +555,9 @@ def _pilot(run: _Run, order: int, rows: int):
     """
     table = []
     batches = {scale: run.batch(scale, rows) for scale in PILOT_SCALES}
-    run.in_units(np.concatenate([Y for _, Y in batches.values()]))
+    run.set_unit(list(batches.values()), order)
     for scale, (Z, Y) in batches.items():
-        folds, residuals = _pilot_folds(Z, run.in_units(Y), order)
+        folds, residuals = _pilot_folds(Z, Y / run.unit, order)
         gram, counts = _fold_gram(folds), np.array([fold.n for fold in folds], dtype=np.float64)
         table.append({"scale": scale, "order": order, "snr_per_query": _signal_to_noise(gram, counts),
                       "replicates": _leave_one_out(gram, counts), "folds": folds, "rows": (Z, residuals)})
