@@ -469,8 +469,8 @@ class HessianOperator(CurvatureOperator):
     which avoids the convolutions' double backward, torch's CPU transposed convolution that loops over the samples.
     Not with normalisation layers: through batch norm in train mode that product came out wrong, without an error
     (tests/landscape/test_operators.py).
-    In benchmarks/bench_curvature_peers.py that made a cold product of the digits CNN 2.49–3.04 gradients (median
-    2.7–2.8 over four runs) instead of 3.3–3.6 (BENCHMARKS.md), while on the MLP a one-off probe found the retained
+    In benchmarks/bench_curvature_peers.py that made a cold product of the digits CNN 2.45–3.04 gradients (median
+    2.7 over five runs) instead of 3.3–3.6 (BENCHMARKS.md), while on the MLP a one-off probe found the retained
     graph cheaper, as is every warm product. Where forward-mode AD lacks a formula, the first product also takes the
     retained graph. A block of vectors goes through `torch.func.vjp` of `grad`, vmapped over the probes; a one-off
     probe found autograd's batched grad slower."""
