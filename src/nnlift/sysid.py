@@ -102,10 +102,9 @@ class IdentificationReport:
     fine-tuned network was kept and which start it came from (`start`: "moment", or "random-i" when after a budget
     stop a fine-tune from a random start did better on held-out queries), and whether the returned network fits
     (`network_fits`: False when its held-out residual still carries material structure, `residual_structure`,
-    `_fit_verdict`). `signal`: at the last check, the smallest
-    cross-fitted |z| of a neuron's weight (module docstring), which must reach `signal_threshold` for an
-    "identified" stop; `congruence`: the smallest signed congruence of two neurons' terms, which must stay above
-    DEGENERATE_CONGRUENCE (`_cross_fitted_signal`)."""
+    `_fit_verdict`). `signal`: at the last check, the smallest cross-fitted |z| of a neuron's weight (module
+    docstring), which must reach `signal_threshold` for an "identified" stop; `congruence`: the smallest signed
+    congruence of two neurons' terms, which must stay above DEGENERATE_CONGRUENCE (`_cross_fitted_signal`)."""
 
     queries: int
     design: dict
@@ -385,7 +384,8 @@ def _fit_verdict(structure: dict) -> bool:
     """False when the held-out residual carries structure that is significant and material by the estimators' rule
     (`residual_has_structure`: z > 5 and >= 0.5% of the residual's mean square) and also material against the
     outputs: >= `_STRUCTURE_MATERIAL` of their variance. The last condition keeps a noiseless system's near-exact fit
-    from being flagged: its residual is all structure, but ~1e-11 of the variance (tanh d = 6, z = 10 on 5% of it)."""
+    from being flagged: its residual is all structure, but ~1e-11 of the variance (a one-off probe, tanh d = 6: z = 10
+    on 5% of it; tests/test_sysid.py::test_a_noiseless_identification_warns_about_nothing)."""
     return not (residual_has_structure(structure)
                 and structure["explained"] * structure["residual_mean_square"] >= _STRUCTURE_MATERIAL)
 

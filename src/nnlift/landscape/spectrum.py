@@ -224,7 +224,8 @@ def hutchpp_trace(op, n_queries: int = 99, *, random_state=None) -> TraceEstimat
 
     Kept next to curvlinops' `hutchpp_trace` (the same algorithm) because that one draws from torch's global
     generator and returns no standard error; at 99 products on the digits MLP's Hessian both were equally accurate
-    within seed noise and this one 1.05-1.26x faster (benchmarks/bench_curvature_peers.py, part 3; BENCHMARKS.md).
+    within seed noise and this one 1.05-1.46x faster in four runs (benchmarks/bench_curvature_peers.py, part 3;
+    BENCHMARKS.md).
     """
     op = _as_operator(op)
     if n_queries < 6:
