@@ -136,7 +136,7 @@ def test_alpha_penalises_weights_not_biases():
     np.testing.assert_array_equal(g1.intercept, g0.intercept)
 
 
-@pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
+@pytest.mark.parametrize("optimizer", ["lbfgs", "adam", "gauss_newton"])
 def test_inputs_not_mutated(optimizer):
     X, y, params = _classification_problem("mse")
     saved = (X.copy(), y.copy(), _flat(params))

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from sklearn.utils.validation import _check_sample_weight
 
 from ._backend import resolve_device, resolve_dtype, to_tensor
+from ._gauss_newton import gauss_newton
 from ._progress import ProgressReport
 from .activations import Activation, get_activation
 
@@ -31,7 +32,7 @@ __all__ = ["TwoLayerParams", "predict_two_layer", "random_init", "loss_and_grad"
            "OPTIMIZERS"]
 
 LOSSES = ("mse", "logistic", "cross_entropy")
-OPTIMIZERS = ("lbfgs", "adam")
+OPTIMIZERS = ("lbfgs", "adam", "gauss_newton")
 _PARAM_NAMES = ("first_layer", "bias", "coef", "intercept")
 _DEFAULT_LR = {"lbfgs": 1.0, "adam": 1e-3}
 
@@ -233,7 +234,8 @@ def train_two_layer(X, y, init: TwoLayerParams, activation: str | Activation, *,
                     batch_size: int | None = None, tol: float = 1e-7, max_rows: int | None = None,
                     random_state=None, device="cpu", dtype=torch.float64, verbose: int = 0,
                     train_mask: Mapping | None = None, n_iter_no_change: int = 10, sample_weight=None):
-    """Minimise F(theta) (module docstring) from `init` by full-batch L-BFGS or by Adam; return (params, history).
+    """Minimise F(theta) (module docstring) from `init` by full-batch L-BFGS, Adam or Gauss-Newton; return
+    (params, history).
 
     optimizer="lbfgs": torch.optim.LBFGS with a strong-Wolfe line search, full batch; one iteration is one
     quasi-Newton step (several function evaluations). It stops, converged, once max |dF/dtheta| <= tol or F
@@ -243,6 +245,11 @@ def train_two_layer(X, y, init: TwoLayerParams, activation: str | Activation, *,
     (default: full batch); one iteration is one epoch and its recorded loss the row-weighted mean of the
     mini-batch objectives, as in scikit-learn's MLP. It stops, converged, once the epoch loss has failed to
     improve on the best so far by tol for `n_iter_no_change` consecutive epochs (scikit-learn's rule).
+    optimizer="gauss_newton" (loss="mse" only): scipy's trust-region Gauss-Newton on the residuals
+    (`nnlift._gauss_newton`), full batch, in float64 NumPy on the CPU whatever `device` and `dtype`; one iteration
+    is one trust-region step and `max_iter` bounds the evaluations of F. It stops, converged, when scipy's relative
+    tests pass with ftol = xtol = gtol = tol. For the squared error near a good start it converges where L-BFGS
+    stalls in ill-conditioned valleys.
 
     `max_rows` fits on that many rows drawn uniformly without replacement by `random_state` (which also
     shuffles Adam's batches). `train_mask` maps any of "first_layer", "bias", "coef", "intercept" to False (or
@@ -259,14 +266,17 @@ def train_two_layer(X, y, init: TwoLayerParams, activation: str | Activation, *,
         raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
-    if optimizer == "lbfgs" and batch_size is not None:
-        raise ValueError("batch_size applies to optimizer='adam' only; L-BFGS always uses the full batch")
+    if optimizer != "adam" and batch_size is not None:
+        raise ValueError(f"batch_size applies to optimizer='adam' only; {optimizer!r} always uses the full batch")
+    if optimizer == "gauss_newton" and (loss != "mse" or lr is not None):
+        raise ValueError("optimizer='gauss_newton' minimises a sum of squares: it needs loss='mse' and takes no lr "
+                         f"(got loss={loss!r}, lr={lr!r}); use 'lbfgs' or 'adam' for the log-losses")
     if max_iter < 0 or tol < 0 or alpha < 0:
         raise ValueError(f"max_iter, tol and alpha must be >= 0, got {max_iter}, {tol}, {alpha}")
     if (batch_size is not None and batch_size < 1) or (max_rows is not None and max_rows < 1):
         raise ValueError(f"batch_size and max_rows must be positive, got {batch_size}, {max_rows}")
-    lr = _DEFAULT_LR[optimizer] if lr is None else float(lr)
-    if lr <= 0:
+    lr = _DEFAULT_LR.get(optimizer) if lr is None else float(lr)
+    if lr is not None and lr <= 0:
         raise ValueError(f"lr must be positive, got {lr}")
     start = time.perf_counter()
     device = resolve_device(device)
@@ -285,6 +295,8 @@ def train_two_layer(X, y, init: TwoLayerParams, activation: str | Activation, *,
     with _Progress(verbose, optimizer, max_iter) as report:
         if optimizer == "lbfgs":
             initial, losses, converged = _run_lbfgs(objective, Xt, yt, wt, max_iter, lr, tol, dtype, report)
+        elif optimizer == "gauss_newton":
+            initial, losses, converged = _run_gauss_newton(objective, X, y, weight, max_iter, tol, report)
         else:
             initial, losses, converged = _run_adam(objective, Xt, yt, wt, max_iter, lr, tol, batch_size,
                                                    n_iter_no_change, rng, report)
@@ -325,6 +337,26 @@ def _run_lbfgs(objective: _Objective, X, y, weight, max_iter, lr, tol, dtype, re
         report(current)
         converged = objective.max_abs_grad() <= tol or abs(previous - current) <= tol * max(1.0, abs(current))
         previous = current
+    return initial, losses, converged
+
+
+def _run_gauss_newton(objective: _Objective, X, y, weight, max_iter, tol, report):
+    """`gauss_newton` from the objective's parameters, which it then holds; outputs as columns (q = 1 for (n,))."""
+    W, b, c, c0 = (p.detach().cpu().numpy().astype(np.float64) for p in objective.params)
+    scalar = c.ndim == 1
+    masks = [np.ones(np.shape(p), dtype=bool) if m is None else np.broadcast_to(m.cpu().numpy() > 0, tuple(p.shape))
+             for p, m in zip(objective.params, objective.masks, strict=True)]
+    if scalar:
+        c, c0, masks[2], masks[3] = c[:, None], c0.reshape(1), masks[2][:, None], masks[3].reshape(1)
+    weight = None if weight is None else weight * (len(weight) / weight.sum())
+    (W, b, c, c0), initial, losses, converged = gauss_newton(
+        X, y.reshape(len(X), -1), weight, (W, b, c, c0), masks, objective.alpha, objective.act, max_iter, tol, report)
+    if scalar:
+        c, c0 = c[:, 0], c0.reshape(())
+    with torch.no_grad():
+        for p, value in zip(objective.params, (W, b, c, c0), strict=True):
+            p.copy_(torch.as_tensor(value, dtype=p.dtype, device=p.device))
+    _check_finite(losses[-1] if losses else initial, len(losses))
     return initial, losses, converged
 
 
@@ -378,8 +410,9 @@ class _Progress(ProgressReport):
     """The training's progress (`nnlift._progress`): report(loss) after each iteration, then `conclude`."""
 
     def __init__(self, verbose, optimizer, max_iter):
-        super().__init__(f"{'L-BFGS' if optimizer == 'lbfgs' else 'Adam'} training", max_iter, verbose,
-                         unit="iterations" if optimizer == "lbfgs" else "epochs")
+        names = {"lbfgs": "L-BFGS", "adam": "Adam", "gauss_newton": "Gauss-Newton"}
+        super().__init__(f"{names[optimizer]} training", max_iter, verbose,
+                         unit="epochs" if optimizer == "adam" else "iterations")
 
     def __call__(self, loss: float) -> None:
         self.advance(f"loss {loss:.6g}")
