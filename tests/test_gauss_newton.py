@@ -7,8 +7,10 @@ from scipy.optimize import approx_fprime
 from sklearn.linear_model import Ridge
 
 import nnlift._gauss_newton as gn
+from nnlift import LiftClassifier
 from nnlift._training import TwoLayerParams, loss_and_grad, predict_two_layer, random_init, train_two_layer
 from nnlift.activations import get_activation
+from nnlift.baselines import BackpropClassifier, BackpropRegressor
 
 
 def _problem(n=200, d=4, k=3, outputs=2, seed=0):
@@ -42,6 +44,31 @@ def test_the_jacobian_equals_finite_differences_and_its_operator_the_dense_matri
         u, w = probe.standard_normal(dense.shape[1]), probe.standard_normal(dense.shape[0])
         np.testing.assert_allclose(operator.matvec(u), dense @ u, atol=1e-12)
         np.testing.assert_allclose(operator.rmatvec(w), dense.T @ w, atol=1e-12)
+
+
+def test_the_operator_keeps_the_point_it_was_built_at(monkeypatch):
+    """scipy evaluates trial points between building the Jacobian and using it (a rejected step keeps it)."""
+    X, Y, weight = _problem(n=40)
+    init = random_init(4, 3, 2, 1)
+    monkeypatch.setattr(gn, "DENSE_JACOBIAN_ENTRIES", 0)
+    residuals, v = _residuals(X, Y, None, (init.first_layer, init.bias, init.coef, init.intercept),
+                              [np.ones((4, 3), bool), np.ones(3, bool), np.ones((3, 2), bool), np.ones(2, bool)], 0.0)
+    operator = residuals.jacobian(v)
+    u = np.random.default_rng(0).standard_normal(v.size)
+    before = operator.matvec(u)
+    residuals(v + 0.5)
+    np.testing.assert_array_equal(operator.matvec(u), before)
+
+
+def test_the_dense_jacobian_has_only_the_free_columns_and_penalty_rows():
+    """A frozen first layer under a penalty: no columns and no penalty rows for it (its penalty is a constant)."""
+    X, Y, weight = _problem(n=40)
+    init = random_init(4, 3, 2, 1)
+    params = (init.first_layer, init.bias, init.coef, init.intercept)
+    free = [np.zeros((4, 3), bool), np.ones(3, bool), np.ones((3, 2), bool), np.ones(2, bool)]
+    residuals, v = _residuals(X, Y, None, params, free, alpha=0.5)
+    assert residuals.jacobian(v).shape == (40 * 2 + 6, 3 + 6 + 2)
+    assert residuals.frozen_penalty == pytest.approx(0.25 * np.sum(init.first_layer**2))
 
 
 def _hidden(X, residuals, v):
@@ -126,6 +153,25 @@ def test_what_it_cannot_do_is_refused(kwargs, match):
     y = (Y[:, 0] > 0).astype(float) if kwargs.get("loss") == "logistic" else Y[:, 0]
     with pytest.raises(ValueError, match=match):
         train_two_layer(X, y, random_init(4, 3, None, 0), "tanh", optimizer="gauss_newton", **kwargs)
+
+
+def test_a_budget_of_zero_or_one_evaluation():
+    X, Y, _ = _problem()
+    init = random_init(4, 3, 2, 0)
+    same, history = train_two_layer(X, Y, init, "tanh", optimizer="gauss_newton", max_iter=0)
+    np.testing.assert_array_equal(same.coef, init.coef)
+    assert history["n_iter"] == 0 and not history["converged"]
+    one, history = train_two_layer(X, Y, init, "tanh", optimizer="gauss_newton", max_iter=1)
+    assert history["n_iter"] == 1 and history["loss"][0] < history["initial_loss"]
+
+
+def test_the_regressor_trains_with_it_and_the_classifiers_refuse_it():
+    X, Y, _ = _problem()
+    model = BackpropRegressor(3, activation="tanh", optimizer="gauss_newton", random_state=0).fit(X, Y[:, 0])
+    assert model.score(X, Y[:, 0]) > 0.99
+    for classifier in (BackpropClassifier(3, optimizer="gauss_newton"), LiftClassifier(3, optimizer="gauss_newton")):
+        with pytest.raises(ValueError, match="optimizer"):
+            classifier.fit(X, Y[:, 0] > 0)
 
 
 def test_verbose_says_gauss_newton_converged(capsys):

@@ -170,14 +170,17 @@ def test_adam_decreases_the_loss_and_history_is_consistent():
     assert history["wall_time"] > 0
 
 
-def test_train_mask_freezes_exactly_the_masked_entries():
+@pytest.mark.parametrize("optimizer", ["lbfgs", "gauss_newton"])
+def test_train_mask_freezes_exactly_the_masked_entries(optimizer):
     X, y, true = _teacher(n=300)
     init = _perturb(true, 0.2, seed=4)
-    mask = {"first_layer": False, "bias": np.array([True, False])}
-    params, _ = train_two_layer(X, y, init, "sigmoid", max_iter=20, train_mask=mask)
+    mask = {"first_layer": False, "bias": np.array([True, False]), "coef": np.array([False, True]),
+            "intercept": False}
+    params, _ = train_two_layer(X, y, init, "sigmoid", optimizer=optimizer, max_iter=20, train_mask=mask, alpha=0.1)
     np.testing.assert_array_equal(params.first_layer, init.first_layer)
     assert params.bias[1] == init.bias[1] and params.bias[0] != init.bias[0]
-    assert not np.array_equal(params.coef, init.coef)
+    assert params.coef[0] == init.coef[0] and params.coef[1] != init.coef[1]
+    assert params.intercept == init.intercept
     with pytest.raises(ValueError, match="train_mask"):
         train_two_layer(X, y, init, "sigmoid", train_mask={"weights": False})
 
@@ -221,7 +224,8 @@ def test_verbose_final_line_says_it_converged_before_the_budget(capsys):
     assert f"L-BFGS training: converged after {history['n_iter']} of 200 iterations, loss " in err
 
 
-@pytest.mark.parametrize(("optimizer", "budget"), [("lbfgs", "3-iteration"), ("adam", "3-epoch")])
+@pytest.mark.parametrize(("optimizer", "budget"), [("lbfgs", "3-iteration"), ("adam", "3-epoch"),
+                                                  ("gauss_newton", "3-iteration")])
 def test_verbose_final_line_says_the_budget_ran_out(capsys, optimizer, budget):
     X, y, params = _teacher(n=500)
     _, history = train_two_layer(X, y, _perturb(params, 1.0, 0), "sigmoid", optimizer=optimizer, max_iter=3,

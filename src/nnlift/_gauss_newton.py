@@ -30,30 +30,32 @@ DENSE_JACOBIAN_ENTRIES = 2**25  # 256 MiB of float64
 
 
 class _Residuals:
-    """rho(theta) and its Jacobian for the free entries of theta = (vec W, b, vec c, c0), the others held fixed."""
+    """rho(theta) and its Jacobian for the free entries of theta = (vec W, b, vec c, c0), the others held fixed.
+    Penalty rows are kept for the free penalised entries only; the frozen ones add the constant `frozen_penalty`."""
 
     def __init__(self, X, Y, weight, init_vector, shapes, free, alpha, act: Activation):
         self.X, self.Y, self.act = X, Y, act
         n, q = Y.shape
         self.scale = np.sqrt(2.0 * (np.ones(n) if weight is None else weight) / (n * q))[:, None]
         self.theta, self.shapes, self.free = init_vector.copy(), shapes, free
-        d, k = shapes[0]
+        self.blocks = np.split(np.arange(free.size), np.cumsum([int(np.prod(shape)) for shape in shapes])[:-1])
         penalised = np.zeros_like(free)
-        penalised[:d * k] = True
-        penalised[d * k + k:d * k + k + k * q] = True
-        self.penalised = np.flatnonzero(penalised) if alpha > 0 else np.empty(0, dtype=int)
+        if alpha > 0:
+            penalised[self.blocks[0]] = penalised[self.blocks[2]] = True
+        self.penalised = np.flatnonzero(penalised & free)
+        self.frozen_penalty = 0.5 * alpha * float(np.sum(init_vector[penalised & ~free] ** 2))
         self.root_alpha = np.sqrt(alpha)
         self.free_index = np.flatnonzero(free)
-        self.dense = (n * q + len(self.penalised)) * len(self.free_index) <= DENSE_JACOBIAN_ENTRIES
+        # the dense Jacobian's largest allocation: the data rows of every parameter with a free entry
+        touched = sum(block.size for block in self.blocks if free[block].any())
+        self.dense = Y.size * touched + len(self.penalised) * len(self.free_index) <= DENSE_JACOBIAN_ENTRIES
 
-    def unpack(self, v: np.ndarray):
+    def unpack(self, v: np.ndarray) -> list[np.ndarray]:
+        """(W, b, c, c0) at the free entries v, as copies (indexed by arrays): the Jacobian keeps them while scipy
+        tries other points."""
         self.theta[self.free_index] = v
-        parts, begin = [], 0
-        for shape in self.shapes:
-            size = int(np.prod(shape))
-            parts.append(self.theta[begin:begin + size].reshape(shape))
-            begin += size
-        return parts
+        return [self.theta[block].reshape(shape) for block, shape in zip(self.blocks, self.shapes,
+                                                                                  strict=True)]
 
     def __call__(self, v: np.ndarray) -> np.ndarray:
         W, b, C, c0 = self.unpack(v)
@@ -69,20 +71,22 @@ class _Residuals:
         return self._operator(H, G, C, (self.Y.size + len(self.penalised), len(self.free_index)))
 
     def _dense(self, H, G, C) -> np.ndarray:
+        """The data rows block by block, each parameter's free columns only, then the penalty rows."""
         (n, d), k, q = self.X.shape, H.shape[1], C.shape[1]
-        J = np.zeros((n, q, self.theta.size))
         slope = self.scale[:, :, None] * G[:, None, :] * C.T[None, :, :]  # (n, q, k): s_i sigma'(u_ij) c_jo
-        J[:, :, :d * k] = (self.X[:, None, :, None] * slope[:, :, None, :]).reshape(n, q, d * k)
-        J[:, :, d * k:d * k + k] = slope
-        for o in range(q):
-            J[:, o, d * k + k + o:d * k + k + k * q:q] = self.scale * H
-            J[:, o, d * k + k + k * q + o] = self.scale[:, 0]
-        J = J.reshape(n * q, -1)
-        penalty = np.zeros((len(self.penalised), self.theta.size))
-        penalty[np.arange(len(self.penalised)), self.penalised] = self.root_alpha
-        return np.vstack([J, penalty])[:, self.free_index]
+        eye = np.eye(q)
+        blocks = (lambda: (self.X[:, None, :, None] * slope[:, :, None, :]).reshape(n, q, d * k),
+                  lambda: slope,
+                  lambda: ((self.scale * H)[:, None, :, None] * eye[None, :, None, :]).reshape(n, q, k * q),
+                  lambda: np.broadcast_to(self.scale[:, :, None] * eye[None, :, :], (n, q, q)))
+        columns = [build().reshape(n * q, -1)[:, self.free[block]]
+                   for build, block in zip(blocks, self.blocks, strict=True) if self.free[block].any()]
+        penalty = np.zeros((len(self.penalised), len(self.free_index)))
+        penalty[np.arange(len(self.penalised)), np.searchsorted(self.free_index, self.penalised)] = self.root_alpha
+        return np.vstack([np.hstack(columns), penalty])
 
     def _operator(self, H, G, C, shape) -> LinearOperator:
+        """J as two matrix products per application, for the LSMR trust-region solver."""
         (n, d), k, q = self.X.shape, H.shape[1], C.shape[1]
         splits = np.cumsum([d * k, k, k * q])
 
@@ -108,25 +112,31 @@ class _Residuals:
 def gauss_newton(X: np.ndarray, Y: np.ndarray, weight: np.ndarray | None, params, free_masks, alpha: float,
                  act: Activation, max_iter: int, tol: float, report) -> tuple[list[np.ndarray], float, list, bool]:
     """Minimise F (module docstring) from `params` (W, b, c, c0 as arrays; c (k, q), c0 (q,)) over the entries
-    where `free_masks` (one boolean array per parameter) is True; at most `max_iter` evaluations of F, stopping
-    when scipy's relative tests (ftol = xtol = gtol = `tol`, at least machine epsilon) pass. `report(F)` is called
-    after each iteration. Returns the parameters, F at the start, F after each iteration and whether it converged.
+    where `free_masks` (one boolean array per parameter) is True, with at most `max_iter` evaluations of F after the
+    start's. It converges when one of scipy's tests passes: F falls by less than `tol` F in a step (ftol), the step is
+    shorter than `tol` ||theta|| (xtol), or max |dF/dtheta| <= `tol` (gtol; tol at least machine epsilon). `report(F)`
+    is called after each step taken. Returns the parameters, F at the start, F after each step and whether it
+    converged.
     """
     shapes = [np.shape(p) for p in params]
     vector = np.concatenate([np.ravel(p) for p in params])
     free = np.concatenate([np.ravel(m) for m in free_masks])
     residuals = _Residuals(X, Y, weight, vector, shapes, free, alpha, act)
-    initial = 0.5 * float(np.sum(residuals(vector[free]) ** 2))
-    if not free.any():
-        return residuals.unpack(vector[free]), initial, [], True
+    initial = 0.5 * float(np.sum(residuals(vector[free]) ** 2)) + residuals.frozen_penalty
+    if not np.isfinite(initial):
+        raise FloatingPointError(f"the training objective is {initial} at the start; rescale the inputs")
+    if not free.any() or max_iter == 0:
+        return residuals.unpack(vector[free]), initial, [], not free.any()
     losses: list[float] = []
 
     def record(intermediate_result) -> None:
-        losses.append(float(intermediate_result.cost))
-        report(losses[-1])
+        loss = float(intermediate_result.cost) + residuals.frozen_penalty
+        if loss < (losses[-1] if losses else initial):  # scipy also reports iterations that rejected every step
+            losses.append(loss)
+            report(loss)
 
     tol = max(tol, float(np.finfo(np.float64).eps))
     solution = least_squares(residuals, vector[free], jac=residuals.jacobian, method="trf", ftol=tol, xtol=tol,
-                             gtol=tol, max_nfev=max_iter, tr_solver="exact" if residuals.dense else "lsmr",
+                             gtol=tol, max_nfev=max_iter + 1, tr_solver="exact" if residuals.dense else "lsmr",
                              callback=record)
     return residuals.unpack(solution.x), initial, losses, bool(solution.status > 0)

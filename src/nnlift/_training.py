@@ -29,10 +29,11 @@ from ._progress import ProgressReport
 from .activations import Activation, get_activation
 
 __all__ = ["TwoLayerParams", "predict_two_layer", "random_init", "loss_and_grad", "train_two_layer", "LOSSES",
-           "OPTIMIZERS"]
+           "OPTIMIZERS", "OPTIMIZERS_FOR_ANY_LOSS"]
 
 LOSSES = ("mse", "logistic", "cross_entropy")
 OPTIMIZERS = ("lbfgs", "adam", "gauss_newton")
+OPTIMIZERS_FOR_ANY_LOSS = ("lbfgs", "adam")  # gauss_newton minimises sums of squares only
 _PARAM_NAMES = ("first_layer", "bias", "coef", "intercept")
 _DEFAULT_LR = {"lbfgs": 1.0, "adam": 1e-3}
 
@@ -247,9 +248,10 @@ def train_two_layer(X, y, init: TwoLayerParams, activation: str | Activation, *,
     improve on the best so far by tol for `n_iter_no_change` consecutive epochs (scikit-learn's rule).
     optimizer="gauss_newton" (loss="mse" only): scipy's trust-region Gauss-Newton on the residuals
     (`nnlift._gauss_newton`), full batch, in float64 NumPy on the CPU whatever `device` and `dtype`; one iteration
-    is one trust-region step and `max_iter` bounds the evaluations of F. It stops, converged, when scipy's relative
-    tests pass with ftol = xtol = gtol = tol. For the squared error near a good start it converges where L-BFGS
-    stalls in ill-conditioned valleys.
+    is one trust-region step taken and `max_iter` bounds the evaluations of F after the start's (a rejected trial
+    step costs one too). It stops, converged, once F falls by less than tol * F in a step, the step is shorter than
+    tol * ||theta||, or max |dF/dtheta| <= tol (scipy's ftol, xtol and gtol). Near a good start it converges where
+    L-BFGS stalls in the ill-conditioned valleys of low-noise fits.
 
     `max_rows` fits on that many rows drawn uniformly without replacement by `random_state` (which also
     shuffles Adam's batches). `train_mask` maps any of "first_layer", "bias", "coef", "intercept" to False (or
@@ -268,9 +270,11 @@ def train_two_layer(X, y, init: TwoLayerParams, activation: str | Activation, *,
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
     if optimizer != "adam" and batch_size is not None:
         raise ValueError(f"batch_size applies to optimizer='adam' only; {optimizer!r} always uses the full batch")
-    if optimizer == "gauss_newton" and (loss != "mse" or lr is not None):
-        raise ValueError("optimizer='gauss_newton' minimises a sum of squares: it needs loss='mse' and takes no lr "
-                         f"(got loss={loss!r}, lr={lr!r}); use 'lbfgs' or 'adam' for the log-losses")
+    if optimizer == "gauss_newton" and loss != "mse":
+        raise ValueError(f"optimizer='gauss_newton' minimises a sum of squares, so it needs loss='mse', got {loss!r}; "
+                         "use 'lbfgs' or 'adam' for the log-losses")
+    if optimizer == "gauss_newton" and lr is not None:
+        raise ValueError(f"optimizer='gauss_newton' takes no lr (its trust region sets the step), got lr={lr!r}")
     if max_iter < 0 or tol < 0 or alpha < 0:
         raise ValueError(f"max_iter, tol and alpha must be >= 0, got {max_iter}, {tol}, {alpha}")
     if (batch_size is not None and batch_size < 1) or (max_rows is not None and max_rows < 1):
@@ -344,7 +348,7 @@ def _run_gauss_newton(objective: _Objective, X, y, weight, max_iter, tol, report
     """`gauss_newton` from the objective's parameters, which it then holds; outputs as columns (q = 1 for (n,))."""
     W, b, c, c0 = (p.detach().cpu().numpy().astype(np.float64) for p in objective.params)
     scalar = c.ndim == 1
-    masks = [np.ones(np.shape(p), dtype=bool) if m is None else np.broadcast_to(m.cpu().numpy() > 0, tuple(p.shape))
+    masks = [np.ones(np.shape(p), dtype=bool) if m is None else m.cpu().numpy() > 0
              for p, m in zip(objective.params, objective.masks, strict=True)]
     if scalar:
         c, c0, masks[2], masks[3] = c[:, None], c0.reshape(1), masks[2][:, None], masks[3].reshape(1)
@@ -356,7 +360,6 @@ def _run_gauss_newton(objective: _Objective, X, y, weight, max_iter, tol, report
     with torch.no_grad():
         for p, value in zip(objective.params, (W, b, c, c0), strict=True):
             p.copy_(torch.as_tensor(value, dtype=p.dtype, device=p.device))
-    _check_finite(losses[-1] if losses else initial, len(losses))
     return initial, losses, converged
 
 

@@ -20,7 +20,14 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from ._training import OPTIMIZERS, TwoLayerParams, predict_two_layer, random_init, train_two_layer
+from ._training import (
+    OPTIMIZERS,
+    OPTIMIZERS_FOR_ANY_LOSS,
+    TwoLayerParams,
+    predict_two_layer,
+    random_init,
+    train_two_layer,
+)
 from .activations import Activation, available_activations
 
 __all__ = ["BackpropRegressor", "BackpropClassifier"]
@@ -121,6 +128,9 @@ class BackpropClassifier(ClassifierMixin, _BackpropBase):
     Fitted attributes as `BackpropRegressor`, plus `classes_`; `coef_` is (n_hidden,) for two classes (logit
     of `classes_[1]`) and (n_hidden, C) otherwise.
     """
+
+    _parameter_constraints: dict = {**_BackpropBase._parameter_constraints,
+                                    "optimizer": [StrOptions(set(OPTIMIZERS_FOR_ANY_LOSS))]}
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):

@@ -28,7 +28,14 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from .._backend import is_dask_collection, is_out_of_core
-from .._training import OPTIMIZERS, TwoLayerParams, predict_two_layer, random_init, train_two_layer
+from .._training import (
+    OPTIMIZERS,
+    OPTIMIZERS_FOR_ANY_LOSS,
+    TwoLayerParams,
+    predict_two_layer,
+    random_init,
+    train_two_layer,
+)
 from ..activations import Activation, available_activations
 from ..scores import SCORE_NAMES, GaussianScore, get_score
 from .first_layer import choose_order, estimate_first_layer, estimate_first_layer_coupled, resolve_cp_options
@@ -461,11 +468,16 @@ class LiftRegressor(RegressorMixin, _LiftBase):
 class LiftClassifier(ClassifierMixin, _LiftBase):
     """NN-LIFT for binary and multiclass labels, with a logistic (softmax) output layer.
 
-    The tensor step uses E[t · S_m(x)] with t the 0/1 label (binary) or a seeded random combination of the
-    one-hot labels (multiclass). Its guarantee holds when E[t | x] is itself a two-layer network with a linear
-    output; with a logistic output the moment is only approximately rank k, so the tensor start is a heuristic
-    there and `finetune` (cross-entropy, same loop as the backprop baseline) matters more.
+    The tensor step uses E[t · S_m(x)] with t the 0/1 label (binary); for several classes every one-hot column's
+    moment is decomposed jointly (`nnlift.tensor.coupled_cp`: shared directions, a weight per class), and a seeded
+    random combination of the columns is the target of the scale and bias step. Its guarantee holds when E[t | x] is
+    itself a two-layer network with a linear output; with a logistic output the moment is only approximately rank k,
+    so the tensor start is a heuristic there and `finetune` (cross-entropy, same loop as the backprop baseline)
+    matters more.
     """
+
+    _parameter_constraints: dict = {**_LiftBase._parameter_constraints,
+                                    "optimizer": [StrOptions(set(OPTIMIZERS_FOR_ANY_LOSS))]}
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):
