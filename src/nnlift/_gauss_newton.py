@@ -54,8 +54,7 @@ class _Residuals:
         """(W, b, c, c0) at the free entries v, as copies (indexed by arrays): the Jacobian keeps them while scipy
         tries other points."""
         self.theta[self.free_index] = v
-        return [self.theta[block].reshape(shape) for block, shape in zip(self.blocks, self.shapes,
-                                                                                  strict=True)]
+        return [self.theta[block].reshape(shape) for block, shape in zip(self.blocks, self.shapes, strict=True)]
 
     def __call__(self, v: np.ndarray) -> np.ndarray:
         W, b, C, c0 = self.unpack(v)
